@@ -1,0 +1,5 @@
+"""``python -m sshpin``."""
+
+from sshpin.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,157 @@
+"""``sshpin known-hosts REASON HOST [TYPE KEY]``: the KnownHostsCommand hook (DESIGN.md 1).
+
+Rules, from how ssh uses the hook:
+- stdout carries only known_hosts lines, each rebuilt from parsed key bytes;
+- an unmanaged host: nothing printed, exit 0, no network, no lock;
+- a managed host with no authentic keys: one line on stderr, nothing printed, exit 0 (ssh then
+  falls back to the user's own known_hosts; a non-zero exit would lock them out);
+- exit 1 only for a malformed command line, a configuration bug to surface at once.
+
+The cached path imports only cheap standard-library modules; ``refresh`` (and with it
+requests, cryptography, keyring) is imported only when keys must be fetched.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from sshpin import cache, config
+from sshpin.errors import EXIT_OK, EXIT_USAGE, ConfigError, SshpinError, UsageError
+from sshpin.keys import HostKey, decode_base64, parse_line
+from sshpin.resolve import hosts_match, split_host
+
+REASONS = ("ORDER", "HOSTNAME", "ADDRESS")
+USAGE = "usage: sshpin known-hosts REASON HOST [TYPE KEY]   (REASON: ORDER, HOSTNAME, ADDRESS)"
+_verbose = False
+
+
+def log(message: str) -> None:
+    if _verbose:
+        sys.stderr.write(f"sshpin: {message}\n")
+
+
+def say(message: str) -> None:
+    sys.stderr.write(f"sshpin: {message}\n")
+
+
+class Request:
+    """A parsed hook invocation."""
+
+    __slots__ = ("host", "port", "reason", "token", "want")
+
+    def __init__(self, reason: str, token: str, host: str, port: int | None, want: bytes | None):
+        self.reason = reason
+        self.token = token  # %H exactly as ssh gave it: the host field of every line we print
+        self.host = host  # lower case, port stripped: what we resolve and cache by
+        self.port = port
+        self.want = want  # the key blob the server presented (%K), None for ORDER calls
+
+
+def parse_args(args: list[str]) -> Request:
+    """Strictly parse ssh's ``%I %H [%t %K]``; raise UsageError for anything else."""
+    if len(args) not in (2, 4):
+        raise UsageError(USAGE)
+    reason, token = args[0], args[1]
+    if reason not in REASONS:
+        raise UsageError(f"unknown REASON {reason[:20]!a}: expected ORDER, HOSTNAME or ADDRESS")
+    host, port = split_host(token)
+    want: bytes | None = None
+    if len(args) == 4 and (args[2], args[3]) != ("NONE", "NONE"):
+        key_type, text = args[2], args[3]
+        try:
+            want = decode_base64(text)
+        except ValueError:
+            raise UsageError(f"KEY for {token} is not base64") from None
+        embedded = want[4 : 4 + int.from_bytes(want[:4], "big")] if len(want) >= 4 else b""
+        if embedded != key_type.encode("ascii", "replace"):
+            raise UsageError(f"TYPE {key_type[:40]!a} does not match the KEY given")
+        if key_type.endswith("-cert-v01@openssh.com"):
+            want = None  # a host certificate: checked by ssh against @cert-authority lines
+    return Request(reason, token, host, port, want)
+
+
+def main(args: list[str], verbose: bool = False) -> int:
+    global _verbose
+    _verbose = verbose
+    try:
+        request = parse_args(args)
+    except UsageError as e:
+        say(f"known-hosts: {e}")
+        return EXIT_USAGE
+    try:
+        lines = lookup(request)
+    except SshpinError as e:
+        say(f"{request.token}: {e}")
+        return EXIT_OK
+    except Exception as e:  # fail closed, never a traceback in the middle of ssh's output
+        say(f"{request.token}: internal error ({type(e).__name__}); no keys vouched for")
+        log(repr(e))
+        return EXIT_OK
+    if lines:
+        sys.stdout.write("".join(line + "\n" for line in lines))
+        sys.stdout.flush()
+    return EXIT_OK
+
+
+def lookup(request: Request) -> list[str]:
+    root = config.cache_dir()
+    cache.ensure_dir(root)
+    cfg = config.load(cache=root)
+    if cfg is None:
+        log(f"no config file ({config.config_path()}): {request.host} is not managed")
+        return []
+    provider = next((p for p in cfg.providers if hosts_match(p.hosts, request.host)), None)
+    if provider is None:
+        log(f"{request.host}: no provider's hosts match: not managed")
+        return []
+    if provider.type == "cert-authority":
+        return [f"@cert-authority {request.token} {k.openssh()}" for k in ca_keys(provider)]
+    store = cache.ProviderCache(root, provider.name)
+    entry = store.read_host(request.host)
+    now = time.time()
+    if (
+        entry is not None
+        and _fresh(entry, store, provider.ttl, now)
+        and (request.want is None or any(k.blob == request.want for k in entry.keys))
+    ):
+        log(f"{request.host}: cached ({entry.capsul}, {entry.rule})")
+        return [k.known_hosts_line(request.token) for k in entry.keys]
+    from sshpin.refresh import obtain
+
+    keys = obtain(provider, store, request, entry, now, say, log)
+    return [k.known_hosts_line(request.token) for k in keys]
+
+
+def _fresh(entry: cache.HostEntry, store: cache.ProviderCache, ttl: float, now: float) -> bool:
+    if cache.age(entry.fetched_at, now) >= ttl:
+        return False
+    try:
+        # The document is rewritten (its mtime set to its fetch time) on every fetch; an
+        # entry derived from an older document may list keys the provider has since dropped.
+        return os.stat(store.document_path).st_mtime <= entry.fetched_at + 0.001
+    except OSError:
+        return False
+
+
+def ca_keys(provider: config.ProviderConfig) -> list[HostKey]:
+    """A cert-authority provider's keys: inline ``ca_keys`` then each of ``ca_key_files``."""
+    keys = [parse_line(line) for line in provider.get("ca_keys")]
+    for path in provider.get("ca_key_files"):
+        for line in _read_ca_file(provider.name, path).splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                keys.append(parse_line(line))
+    return keys
+
+
+def _read_ca_file(provider: str, path: str) -> str:
+    """A CA key file, refused (like the config) if others could have written it."""
+    try:
+        with open(path, "rb") as f:
+            config.check_file_safe(path, os.fstat(f.fileno()), "CA key file")
+            return f.read(65536).decode("utf-8", "replace")
+    except OSError as e:
+        raise ConfigError(
+            f"provider {provider!r}: cannot read CA key file {path}: {e.strerror}"
+        ) from None

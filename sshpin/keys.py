@@ -1,0 +1,251 @@
+"""SSH public host keys: parse, validate, fingerprint, render.
+
+Standard library only (binascii; hashlib when a fingerprint is asked for): the hook re-parses
+every key it prints, even from its own cache, so that nothing but validated key material can
+ever reach ssh. A key is accepted only when its wire-format blob decodes exactly (no trailing
+bytes, canonical integers, a point on the named curve) and its type is one we allow.
+"""
+
+from __future__ import annotations
+
+import binascii
+
+from sshpin.errors import UnsupportedKeyError, VerificationError
+
+ED25519 = "ssh-ed25519"
+RSA = "ssh-rsa"
+ECDSA_CURVES = {
+    # key type: (curve name inside the blob, field size in bytes, p, b); a = -3 for all three.
+    "ecdsa-sha2-nistp256": (
+        "nistp256",
+        32,
+        2**256 - 2**224 + 2**192 + 2**96 - 1,
+        0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B,
+    ),
+    "ecdsa-sha2-nistp384": (
+        "nistp384",
+        48,
+        2**384 - 2**128 - 2**96 + 2**32 - 1,
+        int(
+            "B3312FA7E23EE7E4988E056BE3F82D19181D9C6EFE8141120314088F5013875A"
+            "C656398D8A2ED19D2A85C8EDD3EC2AEF",
+            16,
+        ),
+    ),
+    "ecdsa-sha2-nistp521": (
+        "nistp521",
+        66,
+        2**521 - 1,
+        int(
+            "0051953EB9618E1C9A1F929A21A0B68540EEA2DA725B99B315F3B8B489918EF1"
+            "09E156193951EC7E937B1652C0BD3BB1BF073573DF883D2C34F1EF451FD46B503F00",
+            16,
+        ),
+    ),
+}
+KEY_TYPES = frozenset([ED25519, RSA, *ECDSA_CURVES])
+RSA_MIN_BITS = 2048
+RSA_MAX_BITS = 16384
+MAX_BLOB = 4096  # an RSA-16384 blob is about 2 KiB; anything larger is not a host key
+_B64CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+
+
+class HostKey:
+    """A validated public host key: its type name and its exact wire-format blob."""
+
+    __slots__ = ("blob", "key_type")
+
+    def __init__(self, key_type: str, blob: bytes) -> None:
+        self.key_type = key_type
+        self.blob = blob
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, HostKey) and other.blob == self.blob
+
+    def __hash__(self) -> int:
+        return hash(self.blob)
+
+    def __repr__(self) -> str:
+        return f"HostKey({self.key_type!r}, {self.sha256()!r})"
+
+    @property
+    def base64(self) -> str:
+        return binascii.b2a_base64(self.blob, newline=False).decode("ascii")
+
+    def openssh(self) -> str:
+        """``type base64``, as in a ``.pub`` file without its comment."""
+        return f"{self.key_type} {self.base64}"
+
+    def known_hosts_line(self, host: str) -> str:
+        return f"{host} {self.key_type} {self.base64}"
+
+    def sha256(self) -> str:
+        """The fingerprint as ssh shows it: ``SHA256:`` and unpadded base64."""
+        import hashlib
+
+        digest = hashlib.sha256(self.blob).digest()
+        return "SHA256:" + binascii.b2a_base64(digest, newline=False).decode().rstrip("=")
+
+    def md5(self) -> str:
+        import hashlib
+
+        digest = hashlib.md5(self.blob, usedforsecurity=False).hexdigest()
+        return "MD5:" + ":".join(digest[i : i + 2] for i in range(0, 32, 2))
+
+    def bits(self) -> int:
+        """Key size as ``ssh-keygen -l`` reports it."""
+        if self.key_type == ED25519:
+            return 256
+        if self.key_type == RSA:
+            reader = _Reader(self.blob)
+            reader.string()
+            reader.mpint()
+            return reader.mpint().bit_length()
+        return {"nistp256": 256, "nistp384": 384, "nistp521": 521}[ECDSA_CURVES[self.key_type][0]]
+
+    def type_label(self) -> str:
+        """The short label ``ssh-keygen -l`` prints in parentheses (``ED25519``, ``RSA``...)."""
+        if self.key_type == ED25519:
+            return "ED25519"
+        if self.key_type == RSA:
+            return "RSA"
+        return "ECDSA"
+
+
+class _Reader:
+    """Reads RFC 4251 wire-format fields, raising ValueError on anything malformed."""
+
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def string(self) -> bytes:
+        if self.pos + 4 > len(self.data):
+            raise ValueError("truncated length field")
+        n = int.from_bytes(self.data[self.pos : self.pos + 4], "big")
+        start = self.pos + 4
+        if start + n > len(self.data):
+            raise ValueError("truncated string")
+        self.pos = start + n
+        return self.data[start : self.pos]
+
+    def mpint(self) -> int:
+        raw = self.string()
+        if not raw:
+            return 0
+        if raw[0] & 0x80:
+            raise ValueError("negative integer")
+        if raw[0] == 0 and (len(raw) == 1 or not raw[1] & 0x80):
+            raise ValueError("integer not in canonical form")
+        return int.from_bytes(raw, "big")
+
+    def end(self) -> None:
+        if self.pos != len(self.data):
+            raise ValueError("trailing bytes after the key")
+
+
+def decode_base64(text: str) -> bytes:
+    """Strict, canonical base64: the only form ssh writes, and the only one we accept."""
+    raw = text.encode("ascii", "replace")
+    if not raw or not _B64CHARS.issuperset(raw) or len(raw) % 4:
+        raise ValueError("not canonical base64")
+    try:
+        blob = binascii.a2b_base64(raw, strict_mode=True)
+    except binascii.Error as e:
+        raise ValueError("not canonical base64") from e
+    if binascii.b2a_base64(blob, newline=False) != raw:
+        raise ValueError("not canonical base64")
+    return blob
+
+
+def parse_blob(blob: bytes) -> HostKey:
+    """Validate a wire-format public key blob; raise VerificationError naming the problem."""
+    if len(blob) > MAX_BLOB:
+        raise VerificationError(f"key blob too large ({len(blob)} bytes)")
+    reader = _Reader(blob)
+    try:
+        name_raw = reader.string()
+        key_type = name_raw.decode("ascii")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise VerificationError(f"malformed key blob: {e}") from e
+    if not key_type.isprintable() or len(key_type) > 64:
+        raise VerificationError("malformed key type in blob")
+    if key_type == "ssh-dss":
+        raise UnsupportedKeyError("DSA keys are refused (weak, removed from OpenSSH)")
+    if key_type not in KEY_TYPES:
+        raise UnsupportedKeyError(f"unsupported key type {key_type!r}")
+    try:
+        if key_type == ED25519:
+            if len(reader.string()) != 32:
+                raise ValueError("Ed25519 key is not 32 bytes")
+        elif key_type == RSA:
+            exponent = reader.mpint()
+            n = reader.mpint()
+            if exponent < 3 or not exponent & 1:
+                raise ValueError("bad RSA public exponent")
+            if n.bit_length() < RSA_MIN_BITS:
+                raise UnsupportedKeyError(
+                    f"RSA key of {n.bit_length()} bits refused (minimum {RSA_MIN_BITS})"
+                )
+            if n.bit_length() > RSA_MAX_BITS or not n & 1:
+                raise ValueError("bad RSA modulus")
+        else:
+            curve, size, p, b = ECDSA_CURVES[key_type]
+            if reader.string() != curve.encode():
+                raise ValueError("curve name does not match key type")
+            point = reader.string()
+            if len(point) != 1 + 2 * size or point[0] != 4:
+                raise ValueError("ECDSA point is not an uncompressed point of the curve")
+            x = int.from_bytes(point[1 : 1 + size], "big")
+            y = int.from_bytes(point[1 + size :], "big")
+            if x >= p or y >= p or (y * y - (x * x * x - 3 * x + b)) % p:
+                raise ValueError("ECDSA point is not on the curve")
+        reader.end()
+    except ValueError as e:
+        raise VerificationError(f"malformed {key_type} key: {e}") from e
+    return HostKey(key_type, blob)
+
+
+def parse_key(key_type: str, content: str) -> HostKey:
+    """A key given as declared type and base64 blob (a provider's ``key_type``/``content``)."""
+    try:
+        blob = decode_base64(content)
+    except ValueError as e:
+        raise VerificationError(f"key content: {e}") from e
+    try:
+        embedded = _Reader(blob).string()
+    except ValueError as e:
+        raise VerificationError(f"malformed key blob: {e}") from e
+    if embedded != key_type.encode("utf-8", "replace"):
+        # Checked before the full parse, so that a mismatch is always an error and never
+        # passes as a merely unsupported (skipped) key.
+        raise VerificationError(
+            f"declared key type {_show(key_type)} differs from the type inside the key"
+        )
+    return parse_blob(blob)
+
+
+def parse_line(line: str) -> HostKey:
+    """One public key line as in ``ssh_host_*_key.pub``: ``type base64 [comment]``.
+
+    A known_hosts line (``host type base64``) is accepted too, when its first field is not a
+    key type; marker lines (``@cert-authority``/``@revoked``) are refused.
+    """
+    fields = line.strip().split()
+    if not fields:
+        raise VerificationError("empty key line")
+    if fields[0].startswith("@"):
+        raise VerificationError(f"marker {_show(fields[0])} is not a host key")
+    if fields[0] not in KEY_TYPES and fields[0] != "ssh-dss" and len(fields) >= 3:
+        fields = fields[1:]  # known_hosts form: drop the host field
+    if len(fields) < 2:
+        raise VerificationError("key line needs a key type and a base64 key")
+    return parse_key(fields[0], fields[1])
+
+
+def _show(text: str) -> str:
+    """A provider's string made safe to quote in a one-line message."""
+    cut = text[:40] + ("..." if len(text) > 40 else "")
+    return ascii(cut)

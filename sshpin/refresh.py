@@ -1,0 +1,224 @@
+"""The slow path: derive from the cached document, or lock, re-check, fetch, verify, write.
+
+N processes that miss at once all queue on the provider's lock; the first fetches and writes
+the document, and each one after it sees a document newer than the one it saw before
+waiting, so it uses that instead of fetching again: N cold starts, one request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from sshpin import cache
+from sshpin.errors import NoKeysError, ProviderError, VerificationError
+from sshpin.resolve import resolve
+
+if TYPE_CHECKING:
+    from sshpin.config import ProviderConfig
+    from sshpin.document import Document
+    from sshpin.hostkeys import Request
+    from sshpin.keys import HostKey
+
+LOCK_WAIT = 15.0  # longer than one whole fetch (10 s), so waiters normally get its result
+Say = Callable[[str], None]
+
+
+def derive(cfg: ProviderConfig, doc: Document, host: str) -> cache.HostEntry | None:
+    """The host entry a document implies for ``host``, or None if no capsul matches."""
+    found = resolve(doc, host, cfg.aliases, bool(cfg.get("resolve_dns")))
+    if found is None:
+        return None
+    capsul, rule = found
+    if capsul.problem:
+        raise VerificationError(f"provider's data for {capsul.id} refused: {capsul.problem}")
+    if not capsul.keys:
+        raise NoKeysError(f"provider lists no usable host key for {capsul.id}")
+    return cache.HostEntry(
+        host, capsul.id, rule, doc.fetched_at, list(capsul.keys), doc.signed, doc.source
+    )
+
+
+def obtain(
+    cfg: ProviderConfig,
+    store: cache.ProviderCache,
+    request: Request,
+    entry: cache.HostEntry | None,
+    now: float,
+    say: Say,
+    log: Say,
+) -> list[HostKey]:
+    host, want = request.host, request.want
+    doc = store.read_document()
+    derived = _derive_quiet(cfg, doc, host)
+    if doc is not None and cache.age(doc.fetched_at, now) < cfg.ttl:
+        if derived is not None and (want is None or _has(derived, want)):
+            _save(store, derived, log)
+            return derived.keys
+        if not store.mismatch_allowed(host, now):
+            log(f"{host}: refetch for an unknown key was done under 30 s ago; not again yet")
+            return _final(cfg, doc, host, derived, want, say)
+        mismatch = True
+    else:
+        mismatch = False
+    seen = doc.fetched_at if doc is not None else None
+    try:
+        with store.lock(LOCK_WAIT) as locked:
+            latest = store.read_document()
+            if latest is not None and latest.fetched_at != seen:
+                log(f"{host}: another sshpin fetched while this one waited; using its result")
+                doc = latest
+            elif locked:
+                if mismatch:
+                    _try(lambda: store.mark_mismatch(host, now), log)
+                doc = _fetch(cfg, store, latest, say, log)
+            else:
+                say(f"{host}: timed out waiting for another sshpin's fetch")
+    except (ProviderError, VerificationError) as e:
+        # No usable document at all (missing or damaged): a host entry may still be in time.
+        if entry is not None and cache.age(entry.fetched_at, now) < cfg.ttl + cfg.stale_if_error:
+            say(f"{e}; using keys fetched {_ago(now - entry.fetched_at)} (stale)")
+            return entry.keys
+        raise
+    if doc is None:
+        raise ProviderError(f"provider {cfg.name!r}: no document could be obtained")
+    derived = _derive_quiet(cfg, doc, host, loud=True)
+    if derived is not None:
+        _save(store, derived, log)
+    return _final(cfg, doc, host, derived, want, say)
+
+
+def _fetch(
+    cfg: ProviderConfig,
+    store: cache.ProviderCache,
+    previous: Document | None,
+    say: Say,
+    log: Say,
+) -> Document:
+    from sshpin.providers import for_config
+
+    now = time.time()
+    provider = for_config(cfg)
+    try:
+        log(f"fetching {provider.source()}")
+        fresh = provider.fetch(previous, now)
+    except (ProviderError, VerificationError) as e:
+        stale = previous
+        if stale is not None and cache.age(stale.fetched_at, now) < cfg.ttl + cfg.stale_if_error:
+            if cache.age(stale.fetched_at, now) >= cfg.ttl:
+                say(f"{e}; using keys fetched {_ago(now - stale.fetched_at)} (stale)")
+            else:
+                log(f"{e}; the cached document is still fresh")
+            return stale
+        raise
+    changes = _changes(previous, fresh)
+    _try(lambda: store.write_document(fresh), log)
+    if changes:
+        _try(lambda: cache.append_history(store.root, changes), log)
+        _announce(changes, say)
+    return fresh
+
+
+def _final(
+    cfg: ProviderConfig,
+    doc: Document,
+    host: str,
+    derived: cache.HostEntry | None,
+    want: bytes | None,
+    say: Say,
+) -> list[HostKey]:
+    if derived is None:
+        raise NoKeysError(f"not a capsul of account {doc.account} at provider {cfg.name!r}")
+    if want is not None and not _has(derived, want):
+        from sshpin.keys import parse_blob
+
+        try:
+            shown = parse_blob(want).sha256()
+        except VerificationError:
+            shown = "of an unsupported type"
+        say(
+            f"{host}: the server's key {shown} is not one {derived.capsul} is known by "
+            f"(provider {cfg.name!r}); ssh will refuse it"
+        )
+    return derived.keys
+
+
+def _derive_quiet(
+    cfg: ProviderConfig, doc: Document | None, host: str, loud: bool = False
+) -> cache.HostEntry | None:
+    """derive(), where a refusal counts as "no entry" until the final answer (``loud``)."""
+    if doc is None:
+        return None
+    try:
+        return derive(cfg, doc, host)
+    except NoKeysError:
+        if loud:
+            raise
+        return None
+
+
+def _has(entry: cache.HostEntry, want: bytes) -> bool:
+    return any(k.blob == want for k in entry.keys)
+
+
+def _save(store: cache.ProviderCache, entry: cache.HostEntry, log: Say) -> None:
+    _try(lambda: store.write_host(entry), log)
+
+
+def _try(action: Callable[[], None], log: Say) -> None:
+    """Cache writes are best effort: a full disk or read-only cache must not stop ssh."""
+    try:
+        action()
+    except OSError as e:
+        log(f"cache write failed: {e.strerror or e}")
+
+
+def _changes(old: Document | None, new: Document) -> list[dict[str, object]]:
+    """History records: one per capsul whose key set differs between two documents."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(new.fetched_at))
+    before = {c.id: c for c in old.capsuls} if old is not None else {}
+    after = {c.id: c for c in new.capsuls}
+    records: list[dict[str, object]] = []
+    for capsul_id in sorted(set(before) | set(after)):
+        b, a = before.get(capsul_id), after.get(capsul_id)
+        old_fps = {k.sha256() for k in b.keys} if b else set()
+        new_fps = {k.sha256() for k in a.keys} if a else set()
+        if old_fps == new_fps and (b is None) == (a is None):
+            continue
+        current = a or b
+        assert current is not None
+        records.append(
+            {
+                "time": stamp,
+                "provider": new.provider,
+                "capsul": capsul_id,
+                "name": current.name,
+                "addresses": [x for x in (current.ipv4, current.ipv6) if x],
+                "event": "first-seen" if old is None else ("removed" if a is None else "changed"),
+                "added": sorted(new_fps - old_fps),
+                "removed": sorted(old_fps - new_fps),
+                "source": new.source,
+            }
+        )
+    return records
+
+
+def _announce(records: list[dict[str, object]], say: Say) -> None:
+    changed = [r for r in records if r["event"] != "first-seen"]
+    for r in changed[:5]:
+        added = " ".join(f"+{fp}" for fp in r["added"])  # type: ignore[attr-defined]
+        removed = " ".join(f"-{fp}" for fp in r["removed"])  # type: ignore[attr-defined]
+        say(f"{r['capsul']}: host keys {r['event']} at provider: {added} {removed}".rstrip())
+    if len(changed) > 5:
+        say(f"... and {len(changed) - 5} more key changes; see 'sshpin cache history'")
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f} h ago"
+    return f"{seconds / 86400:.0f} days ago"

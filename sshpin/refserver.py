@@ -1,0 +1,161 @@
+"""The reference capsul provider: DESIGN.md section 4 served from memory over HTTPS.
+
+Used by ``sshpin demo`` and by the tests. It is a faithful server of the contract (bearer
+tokens, ETag/If-None-Match, JSON bodies) with knobs a test needs: counting requests, going
+down, answering with a given status, and serving raw (even hostile) capsul entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import ssl
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+def host_key_entry(pub_line: str) -> dict[str, str]:
+    """A ``ssh_host_keys`` entry for a ``.pub`` line, as the provider publishes it."""
+    from sshpin.keys import parse_line
+
+    key = parse_line(pub_line)
+    return {"key_type": key.key_type, "content": key.base64, "sha256": key.sha256()}
+
+
+class CapsulAPI:
+    """The provider's state. Thread-safe; tests mutate it while the server runs."""
+
+    def __init__(self, tokens: set[str], account: str = "alice@example.org") -> None:
+        self.tokens = set(tokens)
+        self.account = account
+        self.capsuls: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.requests = 0  # every GET of /capsuls, answered or not
+        self.status_override: int | None = None
+        self.extra_headers: dict[str, str] = {}
+        self.body_override: bytes | None = None
+        self.delay = 0.0
+        self.generated_at: str | None = None
+
+    def add(
+        self,
+        capsul_id: str,
+        pub_lines: list[str],
+        ipv4: str | None = None,
+        ipv6: str | None = None,
+        name: str = "",
+    ) -> dict[str, Any]:
+        entry = {
+            "id": capsul_id,
+            "name": name or capsul_id,
+            "state": "running",
+            "ipv4": ipv4,
+            "ipv6": ipv6,
+            "ssh_host_keys": [host_key_entry(line) for line in pub_lines],
+        }
+        with self.lock:
+            self.capsuls = [c for c in self.capsuls if c.get("id") != capsul_id] + [entry]
+        return entry
+
+    def add_raw(self, entry: dict[str, Any]) -> None:
+        with self.lock:
+            self.capsuls.append(entry)
+
+    def set_keys(self, capsul_id: str, pub_lines: list[str]) -> None:
+        with self.lock:
+            for c in self.capsuls:
+                if c.get("id") == capsul_id:
+                    c["ssh_host_keys"] = [host_key_entry(line) for line in pub_lines]
+
+    def body(self) -> bytes:
+        with self.lock:
+            generated = self.generated_at or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            doc = {"account": self.account, "generated_at": generated, "capsuls": self.capsuls}
+            return json.dumps(doc, indent=1).encode()
+
+    def count(self) -> int:
+        with self.lock:
+            return self.requests
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if body:
+            self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        api = self.server.api
+        if self.path.rstrip("/") != self.server.prefix + "/capsuls":
+            self._send(404, b"not found\n", {"Content-Type": "text/plain"})
+            return
+        with api.lock:
+            api.requests += 1
+            override, delay = api.status_override, api.delay
+        if delay:
+            time.sleep(delay)
+        if override is not None:
+            self._send(override, b"{}", {"Content-Type": "application/json", **api.extra_headers})
+            return
+        auth = self.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or auth[7:] not in api.tokens:
+            self._send(401, b'{"error": "bad token"}', {"Content-Type": "application/json"})
+            return
+        body = api.body_override if api.body_override is not None else api.body()
+        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        if self.headers.get("If-None-Match") == etag:
+            self._send(304, b"", {"ETag": etag})
+            return
+        headers = {"Content-Type": "application/json", "ETag": etag, **api.extra_headers}
+        self._send(200, body, headers)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], api: CapsulAPI, prefix: str) -> None:
+        super().__init__(address, _Handler)
+        self.api = api
+        self.prefix = prefix
+
+
+class ReferenceServer:
+    """The API on ``https://127.0.0.1:<port>/api``, in a background thread."""
+
+    def __init__(
+        self, api: CapsulAPI, context: ssl.SSLContext, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self.api = api
+        self._server = _Server((host, port), api, "/api")
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def api_url(self) -> str:
+        return f"https://127.0.0.1:{self.port}/api"
+
+    def start(self) -> ReferenceServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

@@ -1,0 +1,235 @@
+"""Shared fixtures: a real HTTPS provider (trustme certificates), a real sshd, real ssh.
+
+Nothing users run is mocked: the hook runs as the installed ``sshpin`` console script, started
+by OpenSSH's own ``ssh`` through KnownHostsCommand, against ``sshd`` on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+import subprocess
+import sysconfig
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import trustme
+
+from sshpin.demo import Sshd, keygen, write_ssh_config
+from sshpin.refserver import CapsulAPI, ReferenceServer
+
+TOKEN = "test-token-5f1e0c"  # the provider's valid token for these tests
+
+
+def _sshpin_script() -> str:
+    """The installed console script itself (not a pyenv shim or wrapper in front of it)."""
+    script = os.path.join(sysconfig.get_path("scripts"), "sshpin")
+    if os.access(script, os.X_OK):
+        return script
+    found = shutil.which("sshpin")
+    if not found:
+        raise RuntimeError("sshpin is not installed: pip install -e '.[test]'")
+    return found
+
+
+SSHPIN = _sshpin_script()
+
+
+@dataclass
+class Keys:
+    """Key pairs made once per session with the real ssh-keygen."""
+
+    dir: Path
+    host: str  # private key paths
+    forged: str
+    rebuilt: str
+    client: str
+
+    def pub(self, path: str) -> str:
+        return Path(path + ".pub").read_text().strip()
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    d = tmp_path_factory.mktemp("keys")
+    paths = {name: str(d / name) for name in ("host", "forged", "rebuilt", "client")}
+    for path in paths.values():
+        keygen(path)
+    return Keys(dir=d, **paths)
+
+
+@dataclass
+class TLS:
+    server_context: ssl.SSLContext
+    ca_path: str
+    ca: trustme.CA
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TLS:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    cert.configure_cert(context)
+    path = tmp_path_factory.mktemp("tls") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return TLS(context, str(path), ca)
+
+
+@pytest.fixture
+def provider(tls: TLS) -> Iterator[ReferenceServer]:
+    server = ReferenceServer(CapsulAPI({TOKEN}), tls.server_context).start()
+    yield server
+    server.stop()
+
+
+@dataclass
+class Pin:
+    """An isolated sshpin user: config file, cache dir, environment, and helpers."""
+
+    dir: Path
+    api_url: str
+    ca_path: str
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def config(self) -> Path:
+        return self.dir / "config.toml"
+
+    @property
+    def cache(self) -> Path:
+        return self.dir / "cache"
+
+    def write_config(self, hosts: str = '["127.0.0.1", "capsul-*"]', extra: str = "") -> None:
+        self.config.write_text(
+            "[[provider]]\n"
+            'name = "capsul"\n'
+            'type = "capsul"\n'
+            f'api_url = "{self.api_url}"\n'
+            f"hosts = {hosts}\n"
+            f'ca_bundle = "{self.ca_path}"\n' + extra
+        )
+        self.config.chmod(0o600)
+
+    def hook(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [SSHPIN, "known-hosts", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=timeout,
+        )
+
+    def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [SSHPIN, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=timeout,
+        )
+
+    def expire(self, seconds: float = 10 * 86400) -> None:
+        """Make every cached fetch look ``seconds`` older (time passing, for the cache)."""
+        from sshpin.cache import ProviderCache
+
+        store = ProviderCache(str(self.cache), "capsul")
+        doc = store.read_document()
+        assert doc is not None
+        doc.fetched_at -= seconds
+        store.write_document(doc)
+        for host in store.hosts():
+            entry = store.read_host(host)
+            if entry is not None:
+                entry.fetched_at -= seconds
+                store.write_host(entry)
+
+    def age_mismatch_marks(self, seconds: float = 31) -> None:
+        marks = self.cache / "capsul" / "mismatch"
+        for mark in marks.iterdir() if marks.exists() else []:
+            st = mark.stat()
+            os.utime(mark, (st.st_atime - seconds, st.st_mtime - seconds))
+
+
+@pytest.fixture
+def pin(tmp_path: Path, provider: ReferenceServer, tls: TLS) -> Pin:
+    d = tmp_path / "user"
+    d.mkdir(mode=0o700)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SSHPIN_", "XDG_", "REQUESTS_", "SSL_", "CURL_"))
+        and k.lower() not in ("https_proxy", "http_proxy", "all_proxy", "no_proxy")
+    }
+    env.update(
+        SSHPIN_CONFIG=str(d / "config.toml"),
+        SSHPIN_CACHE_DIR=str(d / "cache"),
+        SSHPIN_TOKEN_CAPSUL=TOKEN,
+        HOME=str(d),
+    )
+    p = Pin(dir=d, api_url=provider.api_url, ca_path=tls.ca_path, env=env)
+    p.write_config()
+    return p
+
+
+@pytest.fixture
+def sshd(tmp_path: Path, keys: Keys) -> Iterator[Sshd]:
+    authorized = tmp_path / "authorized_keys"
+    authorized.write_text(keys.pub(keys.client) + "\n")
+    server = Sshd(str(tmp_path / "sshd"), [keys.host], str(authorized)).start()
+    yield server
+    server.stop()
+
+
+@dataclass
+class SSH:
+    """Runs the real OpenSSH tools as a user whose ssh_config hands managed hosts to sshpin."""
+
+    pin: Pin
+    sshd: Sshd
+    keys: Keys
+    config: str
+    known_hosts: str
+
+    def base(self) -> list[str]:
+        return [
+            "-F",
+            self.config,
+            "-i",
+            self.keys.client,
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts}",
+        ]
+
+    def command(self) -> str:
+        """``ssh ...`` as one string, for ``rsync -e`` and ``GIT_SSH_COMMAND``."""
+        return " ".join(["ssh", *self.base(), "-p", str(self.sshd.port)])
+
+    def ssh(self, *remote: str, host: str = "127.0.0.1") -> subprocess.CompletedProcess[str]:
+        return self.tool("ssh", *self.base(), "-p", str(self.sshd.port), host, *remote)
+
+    def tool(self, *argv: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            list(argv),
+            env=self.pin.env,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=timeout,
+        )
+
+
+@pytest.fixture
+def ssh(pin: Pin, sshd: Sshd, keys: Keys, provider: ReferenceServer, tmp_path: Path) -> SSH:
+    """The capsul ``capsul-test1`` at 127.0.0.1 runs ``sshd`` and its provider lists its key."""
+    provider.api.add("capsul-test1", [keys.pub(keys.host)], ipv4="127.0.0.1", name="test1")
+    config = tmp_path / "ssh_config"
+    write_ssh_config(str(config), [SSHPIN], "127.0.0.1 capsul-*")
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("")
+    return SSH(pin, sshd, keys, str(config), str(known_hosts))

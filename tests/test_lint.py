@@ -1,0 +1,40 @@
+"""Static checks run as part of the one test command: ruff, mypy --strict, mandoc -T lint."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(argv), cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_ruff_lint() -> None:
+    done = _run(sys.executable, "-m", "ruff", "check", ".")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_ruff_format() -> None:
+    done = _run(sys.executable, "-m", "ruff", "format", "--check", ".")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_mypy_strict() -> None:
+    done = _run(sys.executable, "-m", "mypy")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("page", ["man/sshpin.1", "man/sshpin.conf.5"])
+def test_man_pages_lint_clean(page: str) -> None:
+    mandoc = shutil.which("mandoc")
+    if mandoc is None:
+        pytest.fail("mandoc is not installed (apt-get install mandoc)")
+    done = _run(mandoc, "-T", "lint", "-W", "warning", page)
+    assert done.returncode == 0 and not done.stdout.strip(), done.stdout + done.stderr

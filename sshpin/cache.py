@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import TYPE_CHECKING
 
 from sshpin.errors import ConfigError, VerificationError
 from sshpin.keys import HostKey, parse_line
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (about 2 ms)
 if TYPE_CHECKING:
     from sshpin.document import Document
 

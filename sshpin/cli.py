@@ -7,8 +7,8 @@ imports here, close to the whole budget of a cached hit).
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (about 2 ms)
 if TYPE_CHECKING:
     import argparse
 

@@ -287,24 +287,10 @@ def run(verbose: bool = False) -> int:
             )
             out.write("1. First connection, no prompt:\n")
             out.write(f"   $ ssh -p {sshd.port} root@127.0.0.1 'echo hello from the capsul'\n")
-            first = subprocess.run(
-                [*argv, "127.0.0.1", "echo hello from the capsul"],
-                capture_output=True,
-                text=True,
-                stdin=subprocess.DEVNULL,
-                timeout=60,
-            )
-            _show(out, first)
+            first = _ssh(out, argv, "echo hello from the capsul")
             out.write("\n2. A man in the middle answers with another key:\n")
             sshd.restart([os.path.join(d, "forged_host_ed25519")])
-            second = subprocess.run(
-                [*argv, "127.0.0.1", "echo this must not run"],
-                capture_output=True,
-                text=True,
-                stdin=subprocess.DEVNULL,
-                timeout=60,
-            )
-            _show(out, second)
+            second = _ssh(out, argv, "echo this must not run")
             out.write("\n3. What sshpin has pinned:\n")
             store = ProviderCache(cache_dir, "demo")
             for host in store.hosts():
@@ -329,6 +315,19 @@ def run(verbose: bool = False) -> int:
         finally:
             sshd.stop()
             server.stop()
+
+
+def _ssh(out: Any, argv: list[str], command: str) -> subprocess.CompletedProcess[str]:
+    """Run ssh to the demo capsul and show what the user would see."""
+    done = subprocess.run(
+        [*argv, "127.0.0.1", command],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+    _show(out, done)
+    return done
 
 
 def _show(out: Any, done: subprocess.CompletedProcess[str]) -> None:

@@ -37,10 +37,7 @@ def get_token(provider: str, token_command: str = "") -> str:
     value = os.environ.get(env_name(provider))
     if value:
         return _check(value, env_name(provider))
-    try:
-        token = keyring_get(provider)
-    except AuthError:
-        raise
+    token = keyring_get(provider)
     if token:
         return _check(token, "the keyring")
     raise AuthError(

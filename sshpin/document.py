@@ -154,10 +154,6 @@ def _text(value: object, limit: int = MAX_TEXT) -> str:
     return value
 
 
-def _clean(value: str) -> bool:
-    return value.isprintable()
-
-
 def parse_timestamp(value: object) -> float:
     """RFC 3339 with a time zone (``2026-11-22T10:00:00Z``) to a POSIX time."""
     if not isinstance(value, str) or len(value) > 40:
@@ -182,7 +178,7 @@ def parse_capsul_api(body: bytes, provider: str, source: str) -> Document:
     if not isinstance(data, dict):
         raise VerificationError("document is not a JSON object")
     account = data.get("account")
-    if not isinstance(account, str) or not _clean(account) or len(account) > MAX_TEXT:
+    if not isinstance(account, str) or not account.isprintable() or len(account) > MAX_TEXT:
         raise VerificationError("document: 'account' missing or not a clean string")
     generated_at = parse_timestamp(data.get("generated_at"))
     entries = data.get("capsuls")
@@ -216,7 +212,7 @@ def _parse_capsul(entry: object) -> Capsul | None:
             value = entry.get(field, "")
             if value is None:
                 value = ""
-            if not isinstance(value, str) or not _clean(value) or len(value) > MAX_TEXT:
+            if not isinstance(value, str) or not value.isprintable() or len(value) > MAX_TEXT:
                 raise VerificationError(f"'{field}' is not a clean string")
             setattr(capsul, field, value)
         capsul.ipv4 = _address(entry.get("ipv4"), 4)

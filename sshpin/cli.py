@@ -11,6 +11,7 @@ import sys
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (about 2 ms)
 if TYPE_CHECKING:
     import argparse
+    from typing import NoReturn
 
 HOOK_HELP = """\
 usage: sshpin [-v] known-hosts REASON HOST [TYPE KEY]
@@ -20,6 +21,19 @@ The OpenSSH KnownHostsCommand hook. In ssh_config:
 
 Prints known_hosts lines with the authentic keys of HOST when a configured provider vouches
 for it, nothing for any other host. Exits 0 except for a malformed command line (1).
+"""
+
+
+SSH_HELP = """\
+usage: sshpin ssh [SSH-ARGUMENTS...]
+       sshpin-ssh [SSH-ARGUMENTS...]
+
+Runs OpenSSH's ssh with sshpin's hook and strict host key checking given first with -o, so
+they win over any other setting, and with no edit of ~/.ssh/config:
+    ssh -o 'KnownHostsCommand=/path/to/sshpin known-hosts %I %H %t %K' \\
+        -o StrictHostKeyChecking=yes SSH-ARGUMENTS...
+For other tools:  rsync -e 'sshpin ssh' ...   scp -S sshpin-ssh ...   sftp -S sshpin-ssh ...
+                  GIT_SSH_COMMAND='sshpin ssh' git ...
 """
 
 
@@ -35,7 +49,39 @@ def main(argv: list[str] | None = None) -> int:
         from sshpin.hostkeys import main as hook
 
         return hook(args[1:], verbose)
+    if args[:1] == ["ssh"]:  # ssh's own options must reach ssh untouched by argparse
+        return ssh_main(args[1:])
     return _run(args, verbose)
+
+
+def ssh_main(argv: list[str] | None = None) -> int:
+    """``sshpin ssh`` and the ``sshpin-ssh`` program (for ``scp -S``, which takes no arguments)."""
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--help"]:
+        sys.stdout.write(SSH_HELP)
+        return 0
+    import os
+    import shutil
+
+    from sshpin.sshconfig import hook_line, sshpin_command
+
+    ssh = shutil.which("ssh")
+    if not ssh:
+        sys.stderr.write("sshpin: ssh: OpenSSH's ssh is not on PATH\n")
+        return 1
+    argv = [
+        ssh,
+        "-o",
+        f"KnownHostsCommand={hook_line(sshpin_command())}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        *args,
+    ]
+    try:
+        os.execv(ssh, argv)  # noqa: S606 - argv, no shell: the user's ssh arguments verbatim
+    except OSError as e:
+        sys.stderr.write(f"sshpin: ssh: cannot run {ssh}: {e.strerror}\n")
+    return 1
 
 
 def _run(args: list[str], verbose: bool) -> int:
@@ -62,7 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     from sshpin import __version__
 
-    parser = argparse.ArgumentParser(
+    class Parser(argparse.ArgumentParser):
+        """argparse exits 2 on a usage error; for sshpin 2 means "no authentic keys"."""
+
+        def error(self, message: str) -> NoReturn:
+            self.print_usage(sys.stderr)
+            sys.stderr.write(f"sshpin: {self.prog.removeprefix('sshpin ')}: {message}\n")
+            raise SystemExit(1)
+
+    parser = Parser(
         prog="sshpin",
         description="Authentic host keys for stock OpenSSH: no trust on first use.",
         epilog="Exit status: 0 ok, 1 usage or config error, 2 no authentic keys, "
@@ -83,6 +137,70 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("key", metavar="KEY", nargs="?", help="the server key, base64 (%%K)")
 
     p = sub.add_parser(
+        "ssh",
+        help="run ssh with sshpin's hook and strict checking injected (no config edit)",
+        description="Everything after 'ssh' goes to OpenSSH's ssh unchanged. "
+        "See: sshpin ssh --help",
+        add_help=False,
+    )
+    p.add_argument("ssh_args", metavar="SSH-ARGUMENTS", nargs="*")
+
+    p = sub.add_parser(
+        "setup",
+        help="hand the configured hosts to sshpin in ~/.ssh/config (idempotent, with backups)",
+        description="Writes the ssh snippet next to the config and one Include line at the top "
+        "of the ssh config; with --provider, first adds a capsul provider to the config. "
+        "Running it again changes nothing; every changed file is backed up first.",
+    )
+    p.add_argument("--provider", metavar="NAME", help="add (or keep) a capsul provider NAME")
+    p.add_argument("--api-url", metavar="URL", help="the provider's API base URL (https://)")
+    p.add_argument(
+        "--hosts",
+        metavar="PATTERN",
+        nargs="+",
+        help="hosts the new provider vouches for (default: capsul-*)",
+    )
+    p.add_argument(
+        "--ssh-config",
+        metavar="FILE",
+        help="the ssh config to add the Include to (default: ~/.ssh/config)",
+    )
+    p.add_argument(
+        "--undo",
+        action="store_true",
+        help="remove what setup added: the Include, the snippet, unedited provider tables",
+    )
+    p.set_defaults(func=_cmd_setup)
+
+    p = sub.add_parser(
+        "doctor",
+        help="check OpenSSH, the config, the Include, each provider and the cache",
+        description="One line per check with ok or FAIL and the fix. Exits 0 only when "
+        "every check passes.",
+    )
+    p.add_argument("--json", action="store_true", help="print the checks as JSON")
+    p.add_argument("--ssh-config", metavar="FILE", help="the ssh config to check")
+    p.add_argument("--offline", action="store_true", help="do not contact the providers")
+    p.set_defaults(func=_cmd_doctor)
+
+    p = sub.add_parser(
+        "login",
+        help="store a provider's API token in the OS keyring, after checking it",
+        description="Reads the token with no echo on a terminal, else one line of standard "
+        "input; checks it against the provider; stores it in the OS keyring.",
+    )
+    p.add_argument("name", metavar="NAME", help="the provider's name in the config")
+    p.set_defaults(func=_cmd_login)
+
+    p = sub.add_parser(
+        "logout",
+        help="remove a provider's API token from the OS keyring",
+        description="Removes the token 'sshpin login NAME' stored. Exits 0 if none was stored.",
+    )
+    p.add_argument("name", metavar="NAME", help="the provider's name in the config")
+    p.set_defaults(func=_cmd_logout)
+
+    p = sub.add_parser(
         "demo",
         help="show sshpin at work on a throwaway sshd and a built-in local provider",
         description="Starts the reference capsul provider and a throwaway sshd on 127.0.0.1, "
@@ -96,3 +214,94 @@ def _cmd_demo(ns: argparse.Namespace) -> int:
     from sshpin.demo import run
 
     return run(verbose=ns.verbose)
+
+
+def _ssh_config(ns: argparse.Namespace) -> tuple[str, bool]:
+    from sshpin.sshconfig import default_ssh_config
+
+    return (ns.ssh_config, True) if ns.ssh_config else (default_ssh_config(), False)
+
+
+def _cmd_setup(ns: argparse.Namespace) -> int:
+    from sshpin import sshconfig
+
+    path, _ = _ssh_config(ns)
+    if ns.undo:
+        if ns.provider or ns.api_url or ns.hosts:
+            from sshpin.errors import UsageError
+
+            raise UsageError("setup: --undo takes no --provider, --api-url or --hosts")
+        changes = sshconfig.undo(path)
+    else:
+        changes = sshconfig.setup(path, ns.provider, ns.api_url, ns.hosts)
+    for line in changes or [
+        "nothing to change: already set up" if not ns.undo else "nothing to undo"
+    ]:
+        sys.stdout.write(line + "\n")
+    if ns.provider and any(line.startswith("added provider") for line in changes):
+        sys.stdout.write(f"next: sshpin login {ns.provider}, then sshpin doctor\n")
+    return 0
+
+
+def _cmd_doctor(ns: argparse.Namespace) -> int:
+    from sshpin import doctor
+
+    path, explicit = _ssh_config(ns)
+    checks = doctor.run(path, explicit, check_providers=not ns.offline)
+    if ns.json:
+        import json
+
+        doc = {"ok": doctor.report_ok(checks), "checks": [c.as_dict() for c in checks]}
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        for c in checks:
+            sys.stdout.write(c.line() + "\n")
+    return 0 if doctor.report_ok(checks) else 1
+
+
+def _cmd_login(ns: argparse.Namespace) -> int:
+    from sshpin import config, credentials
+    from sshpin.errors import AuthError, ConfigError, SshpinError, UsageError
+
+    cfg = config.load()
+    if cfg is None:
+        raise ConfigError(f"login: no config at {config.config_path()}: run sshpin setup first")
+    provider = cfg.provider(ns.name)
+    if provider.type != "capsul":
+        raise UsageError(f"login: provider {ns.name!r} (type {provider.type}) takes no token")
+    try:
+        token = credentials.read_token(ns.name, str(provider.get("api_url")))
+    except AuthError as e:
+        raise UsageError(f"login {ns.name}: {e}") from None
+    from sshpin.providers.capsul import CapsulProvider
+
+    client = CapsulProvider(provider)
+    client.token = token
+    import time
+
+    try:
+        doc = client.fetch(None, time.time())
+    except SshpinError as e:
+        raise type(e)(f"login {ns.name}: {e}; the token was not stored") from None
+    backend = credentials.store_token(ns.name, token)
+    sys.stdout.write(
+        f"stored the token for {ns.name!r} in the keyring ({backend}); "
+        f"the provider lists {len(doc.capsuls)} capsul(s)\n"
+    )
+    other = credentials.overriding_source(ns.name, str(provider.get("token_command") or ""))
+    if other:
+        sys.stderr.write(f"sshpin: note: {other} is used before the keyring while it is set\n")
+    return 0
+
+
+def _cmd_logout(ns: argparse.Namespace) -> int:
+    from sshpin import config, credentials
+
+    cfg = config.load()
+    if cfg is not None and not any(p.name == ns.name for p in cfg.providers):
+        sys.stderr.write(f"sshpin: note: no provider named {ns.name!r} in {cfg.path}\n")
+    if credentials.delete_token(ns.name):
+        sys.stdout.write(f"removed the token for {ns.name!r} from the keyring\n")
+    else:
+        sys.stdout.write(f"no token for {ns.name!r} was stored in the keyring\n")
+    return 0

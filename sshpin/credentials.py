@@ -92,3 +92,102 @@ def keyring_get(provider: str) -> str | None:
     except Exception as e:  # backends raise many kinds; none may leak a token, only a name
         raise _keyring_unavailable(provider, type(e).__name__) from None
     return str(value) if value else None
+
+
+def check_token(token: str, source: str) -> str:
+    """A token as read from ``source``, stripped, or AuthError naming what is wrong with it."""
+    return _check(token, source)
+
+
+def read_token(provider: str, prompt_url: str) -> str:
+    """The token for ``sshpin login``: a no-echo prompt on a terminal, else one line of stdin."""
+    import sys
+
+    if sys.stdin.isatty():
+        import getpass
+
+        try:
+            text = getpass.getpass(f"API token for {provider} ({prompt_url}): ")
+        except EOFError:
+            text = ""
+        return _check(text, "the prompt")
+    data = sys.stdin.buffer.read(65537)
+    if len(data) > 65536:
+        raise AuthError("token on standard input is longer than 64 KiB")
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        raise AuthError("token on standard input is not ASCII text") from None
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) > 1:
+        raise AuthError("standard input holds more than one line; give the token alone")
+    return _check(lines[0] if lines else "", "standard input")
+
+
+def _need_keyring(provider: str) -> None:
+    try:
+        import keyring  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            f"the keyring package is not installed; set {env_name(provider)} "
+            "or token_command in the config instead"
+        ) from None
+
+
+def _no_keyring(provider: str, e: BaseException) -> ConfigError:
+    return ConfigError(
+        f"no OS keyring backend is available ({type(e).__name__}); set {env_name(provider)} "
+        "or token_command in the config instead (see sshpin(1), TOKENS)"
+    )
+
+
+def store_token(provider: str, token: str) -> str:
+    """Store the token in the OS keyring and read it back; returns the backend's name."""
+    _need_keyring(provider)
+    import keyring
+    import keyring.errors
+
+    backend = keyring.get_keyring()
+    try:
+        keyring.set_password(KEYRING_SERVICE, provider, token)
+        stored = keyring.get_password(KEYRING_SERVICE, provider)
+    except keyring.errors.NoKeyringError as e:
+        raise _no_keyring(provider, e) from None
+    except Exception as e:  # backends raise many kinds; the message may not hold the token
+        raise ConfigError(
+            f"the keyring ({type(backend).__name__}) refused the token: {type(e).__name__}"
+        ) from None
+    if stored != token:
+        raise ConfigError(
+            f"the keyring backend {type(backend).__module__} did not keep the token "
+            f"(it stores nothing); set {env_name(provider)} or token_command instead"
+        )
+    return f"{type(backend).__module__}.{type(backend).__name__}"
+
+
+def delete_token(provider: str) -> bool:
+    """Remove the provider's token from the keyring; False when none was stored."""
+    _need_keyring(provider)
+    import keyring
+    import keyring.errors
+
+    try:
+        if keyring.get_password(KEYRING_SERVICE, provider) is None:
+            return False
+        keyring.delete_password(KEYRING_SERVICE, provider)
+    except keyring.errors.PasswordDeleteError:
+        return False
+    except keyring.errors.NoKeyringError as e:
+        raise _no_keyring(provider, e) from None
+    except Exception as e:
+        raise ConfigError(f"the keyring refused to delete the token: {type(e).__name__}") from None
+    return True
+
+
+def overriding_source(provider: str, token_command: str) -> str | None:
+    """A token source that is consulted before the keyring, if one is set."""
+    if token_command:
+        return "token_command in the config"
+    if os.environ.get(env_name(provider)):
+        return f"the {env_name(provider)} variable"
+    return None

@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from sshpin.errors import ConfigError
+from sshpin.sshconfig import sshpin_command
 
 SSHD_PATHS = ("/usr/sbin/sshd", "/usr/local/sbin/sshd", "/usr/libexec/sshd", "/sbin/sshd")
 
@@ -35,14 +36,6 @@ def find_tool(name: str) -> str:
     if not found:
         raise ConfigError(f"demo: {name} not found: install OpenSSH's client tools")
     return found
-
-
-def sshpin_command() -> list[str]:
-    """How ssh should run this very sshpin (absolute paths: ssh does not search PATH)."""
-    script = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    if os.path.basename(script) == "sshpin" and os.access(script, os.X_OK):
-        return [script]
-    return [sys.executable, "-m", "sshpin"]
 
 
 def keygen(path: str, key_type: str = "ed25519", comment: str = "sshpin-demo") -> str:

@@ -18,12 +18,13 @@ class CapsulProvider(Provider):
     def __init__(self, cfg: ProviderConfig) -> None:
         super().__init__(cfg)
         self.url = str(cfg.get("api_url")) + "/capsuls"
+        self.token: str | None = None  # set by ``sshpin login`` to check a token not yet stored
 
     def source(self) -> str:
         return self.url
 
     def fetch(self, previous: Document | None, now: float) -> Document:
-        token = get_token(self.name, str(self.cfg.get("token_command") or ""))
+        token = self.token or get_token(self.name, str(self.cfg.get("token_command") or ""))
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         if previous is not None and previous.etag:
             headers["If-None-Match"] = previous.etag

@@ -1,0 +1,137 @@
+"""The command line: help, version, exit statuses, the manual's coverage, and ``sshpin ssh``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from sshpin import __version__
+from sshpin.cli import build_parser
+from sshpin.config import ALLOWED_KEYS
+from sshpin.demo import Sshd
+from tests.conftest import SSH, SSHPIN, Keys, Pin
+
+ROOT = Path(__file__).resolve().parent.parent
+MAN1 = (ROOT / "man" / "sshpin.1").read_text()
+MAN5 = (ROOT / "man" / "sshpin.conf.5").read_text()
+SSHPIN_SSH = os.path.join(os.path.dirname(SSHPIN), "sshpin-ssh")
+
+
+def commands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    raise AssertionError("no subcommands")
+
+
+def long_options(parser: argparse.ArgumentParser) -> list[str]:
+    return [
+        opt
+        for action in parser._actions
+        for opt in action.option_strings
+        if opt.startswith("--") and opt != "--help"
+    ]
+
+
+def test_version(pin: Pin) -> None:
+    done = pin.run("--version")
+    assert (done.returncode, done.stdout) == (0, f"sshpin {__version__}\n")
+
+
+@pytest.mark.parametrize("command", sorted(commands()))
+def test_every_command_has_help(pin: Pin, command: str) -> None:
+    done = pin.run(command, "--help")
+    assert done.returncode == 0, done.stderr
+    assert "usage: sshpin" in done.stdout and done.stderr == ""
+
+
+def test_usage_errors_exit_1_with_one_sshpin_line(pin: Pin) -> None:
+    for args in (["no-such-command"], ["setup", "--bogus"], ["login"], ["doctor", "x"]):
+        done = pin.run(*args)
+        assert done.returncode == 1, args  # never argparse's 2, which means "no keys" here
+        assert done.stderr.splitlines()[-1].startswith("sshpin: "), done.stderr
+    done = pin.run()
+    assert done.returncode == 1 and "usage: sshpin" in done.stderr
+
+
+def test_manual_documents_every_command_option_and_config_key() -> None:
+    for name, parser in commands().items():
+        assert re.search(rf"^\.It Cm {re.escape(name)}\b", MAN1, re.M), f"sshpin.1: {name}"
+        for opt in long_options(parser):
+            assert f"Fl -{opt[2:]}" in MAN1, f"sshpin.1: {name} {opt}"
+    for opt in long_options(build_parser()):
+        assert f"Fl -{opt[2:]}" in MAN1, opt
+    assert ".Nm sshpin-ssh" in MAN1
+    for key in sorted(set().union(*ALLOWED_KEYS.values())):
+        assert re.search(rf"^\.It Ic {key}\b", MAN5, re.M), f"sshpin.conf.5: {key}"
+
+
+def wrapper_args(ssh: SSH, known_hosts: str) -> list[str]:
+    """ssh options for a user with no ssh config at all: nothing hands hosts to sshpin."""
+    return [
+        "-F", "/dev/null", "-i", ssh.keys.client, "-o", "BatchMode=yes",
+        "-o", "IdentitiesOnly=yes", "-o", "GlobalKnownHostsFile=/dev/null",
+        "-o", f"UserKnownHostsFile={known_hosts}", "-o", "User=root",
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_sshpin_ssh_pins_with_no_config_edit(ssh: SSH, sshd: Sshd, keys: Keys) -> None:
+    opts = wrapper_args(ssh, ssh.known_hosts)
+    port = ["-p", str(sshd.port)]
+    done = ssh.tool(SSHPIN, "ssh", *opts, *port, "127.0.0.1", "echo", "wrapped")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "wrapped\n"
+    assert Path(ssh.known_hosts).read_text() == ""
+
+    # plain ssh with the same options has nothing to vouch for the key: refused
+    plain = ssh.tool("ssh", *opts, "-o", "StrictHostKeyChecking=yes", *port, "127.0.0.1", "true")
+    assert plain.returncode == 255 and "Host key verification failed" in plain.stderr
+
+    sshd.restart([keys.forged])
+    # a user's later StrictHostKeyChecking=no cannot undo the wrapper's: the first value wins
+    forged = ssh.tool(
+        SSHPIN, "ssh", *opts, "-o", "StrictHostKeyChecking=no", *port, "127.0.0.1", "true"
+    )
+    assert forged.returncode == 255
+    assert "Host key verification failed" in forged.stderr
+    assert "is not one capsul-test1 is known by" in forged.stderr
+
+
+@pytest.mark.slow
+def test_scp_rsync_and_git_through_the_wrapper(ssh: SSH, sshd: Sshd, tmp_path: Path) -> None:
+    opts = wrapper_args(ssh, ssh.known_hosts)
+    src = tmp_path / "f.bin"
+    src.write_bytes(os.urandom(4096))
+    remote = f"127.0.0.1:{tmp_path}/scp-copy"
+    # scp -S takes a program and no arguments: the sshpin-ssh console script
+    done = ssh.tool("scp", "-S", SSHPIN_SSH, *opts, "-P", str(sshd.port), str(src), remote)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "scp-copy").read_bytes() == src.read_bytes()
+
+    wrapper = " ".join([SSHPIN, "ssh", *opts, "-p", str(sshd.port)])
+    dest = tmp_path / "rsync-copy"
+    done = ssh.tool("rsync", "-a", "-e", wrapper, str(src), f"127.0.0.1:{dest}")
+    assert done.returncode == 0, done.stderr
+    assert dest.read_bytes() == src.read_bytes()
+
+    bare = tmp_path / "repo.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    env = dict(ssh.pin.env, GIT_SSH_COMMAND=wrapper)
+    done = subprocess.run(
+        ["git", "clone", "-q", f"127.0.0.1:{bare}", str(tmp_path / "clone")],
+        env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert Path(ssh.known_hosts).read_text() == ""
+
+
+def test_sshpin_ssh_help(pin: Pin) -> None:
+    done = pin.run("ssh", "--help")
+    assert done.returncode == 0 and "scp -S sshpin-ssh" in done.stdout

@@ -194,6 +194,22 @@ class ProviderCache:
         except UnicodeDecodeError:
             return None
 
+    def peek_host(self, host: str) -> tuple[str, str] | None:
+        """(host, capsul) of an entry, without parsing its keys: for listing many entries.
+        None for a missing or visibly damaged entry (bad header or no end line)."""
+        raw = read_small(self.host_path(host))
+        if raw is None or not raw.endswith(b"\nend\n"):
+            return None
+        head = raw.split(b"\n", 3)
+        if len(head) < 4 or head[0] != ENTRY_MAGIC.encode() or not head[1].startswith(b"host "):
+            return None
+        if not head[2].startswith(b"capsul "):
+            return None
+        try:
+            return head[1][5:].decode("ascii"), head[2][7:].decode("ascii")
+        except UnicodeDecodeError:
+            return None
+
     def _ensure(self, *parts: str) -> str:
         ensure_dir(self.root)
         path = self.dir

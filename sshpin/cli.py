@@ -101,6 +101,11 @@ def _run(args: list[str], verbose: bool) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("sshpin: interrupted\n")
         return 130
+    except BrokenPipeError:  # the reader went away (sshpin cache list | head): not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,6 +204,81 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name", metavar="NAME", help="the provider's name in the config")
     p.set_defaults(func=_cmd_logout)
+
+    p = sub.add_parser(
+        "cache",
+        help="see and manage what is cached: list, show, refresh, clear, history",
+        description="Inspect and manage the cache of provider keys. Pins and history are "
+        "user data: 'cache clear' never removes them.",
+    )
+    cache_sub = p.add_subparsers(title="cache commands", metavar="ACTION")
+    p.set_defaults(func=lambda ns: _missing_action(p))
+    q = cache_sub.add_parser(
+        "list",
+        help="one row per cached capsul and pinned host",
+        description="Provider, capsul, names and addresses, state, fetch time, fresh and "
+        "stale limits, signature, and each key's SHA256 fingerprint.",
+    )
+    q.add_argument("--json", action="store_true", help="print JSON (fields in sshpin(1))")
+    q.set_defaults(func=lambda ns: _inspect("list", ns))
+    q = cache_sub.add_parser(
+        "show",
+        help="everything known about one host, and the lines the hook prints for it",
+        description="Which pin or provider vouches for HOST, how it was resolved, when it "
+        "was fetched, and exactly the known_hosts lines the hook prints. No network.",
+    )
+    q.add_argument("host", metavar="HOST")
+    q.add_argument("--json", action="store_true", help="print JSON")
+    q.set_defaults(func=lambda ns: _inspect("show", ns))
+    q = cache_sub.add_parser(
+        "refresh",
+        help="fetch now from the provider of HOST (or every provider) and report changes",
+        description="Fetches now, stores the result, records and reports key changes.",
+    )
+    _host_or_all(q)
+    q.set_defaults(func=lambda ns: _inspect("refresh", ns))
+    q = cache_sub.add_parser(
+        "clear",
+        help="drop the cached entries of HOST (or all); never pins, never history",
+        description="Drops cached entries; the next ssh connection fetches again.",
+    )
+    _host_or_all(q)
+    q.set_defaults(func=lambda ns: _inspect("clear", ns))
+    q = cache_sub.add_parser(
+        "history",
+        help="every recorded change of a key set (of HOST, if given)",
+        description="The append-only record of key-set changes: time, event, capsul, "
+        "added (+) and removed (-) fingerprints, provider and source.",
+    )
+    q.add_argument("host", metavar="HOST", nargs="?")
+    q.add_argument("--json", action="store_true", help="print JSON")
+    q.set_defaults(func=lambda ns: _inspect("history", ns))
+
+    p = sub.add_parser(
+        "pin",
+        help="pin HOST to keys pasted on stdin (.pub or known_hosts lines)",
+        description="Reads HOST's public host keys from standard input, shows each key's "
+        "fingerprint and visual host key (as ssh-keygen -lv), and stores them. The hook then "
+        "vouches for them like a provider's keys.",
+    )
+    p.add_argument("host", metavar="HOST")
+    p.set_defaults(func=lambda ns: _inspect("pin", ns))
+    p = sub.add_parser(
+        "unpin",
+        help="remove HOST's pin (a backup is kept)",
+        description="Removes the pin; a copy is kept in the pins directory's .backup.",
+    )
+    p.add_argument("host", metavar="HOST")
+    p.set_defaults(func=lambda ns: _inspect("unpin", ns))
+    p = sub.add_parser(
+        "fingerprints",
+        help="the fingerprints of HOST's authentic keys, as ssh-keygen -l prints them",
+        description="Prints, for the keys the hook vouches for, what ssh-keygen -l -f prints "
+        "for the same known_hosts lines; fetches if needed.",
+    )
+    p.add_argument("host", metavar="HOST")
+    p.add_argument("--md5", action="store_true", help="MD5 fingerprints (as ssh-keygen -E md5)")
+    p.set_defaults(func=lambda ns: _inspect("fingerprints", ns))
 
     p = sub.add_parser(
         "demo",
@@ -305,3 +385,36 @@ def _cmd_logout(ns: argparse.Namespace) -> int:
     else:
         sys.stdout.write(f"no token for {ns.name!r} was stored in the keyring\n")
     return 0
+
+
+def _host_or_all(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("host", metavar="HOST", nargs="?")
+    group.add_argument("--all", action="store_true", help="every cached host")
+
+
+def _missing_action(p: argparse.ArgumentParser) -> int:
+    from sshpin.errors import UsageError
+
+    raise UsageError("cache: give an action: list, show, refresh, clear or history")
+
+
+def _inspect(action: str, ns: argparse.Namespace) -> int:
+    from sshpin import inspection as i
+
+    out = sys.stdout
+    if action == "list":
+        return i.cmd_list(ns.json, out)
+    if action == "show":
+        return i.cmd_show(ns.host, ns.json, out)
+    if action == "refresh":
+        return i.cmd_refresh(ns.host, out)
+    if action == "clear":
+        return i.cmd_clear(ns.host, out)
+    if action == "history":
+        return i.cmd_history(ns.host, ns.json, out)
+    if action == "pin":
+        return i.cmd_pin(ns.host, sys.stdin, out)
+    if action == "unpin":
+        return i.cmd_unpin(ns.host, out)
+    return i.cmd_fingerprints(ns.host, ns.md5, out)

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 
 from sshpin import config as config_mod
+from sshpin import pins
 from sshpin.errors import AuthError, SshpinError
 from sshpin.sshconfig import (
     HOOK_ARGS,
@@ -121,7 +122,7 @@ def run(ssh_config: str, explicit: bool, check_providers: bool = True) -> list[C
 
     snippet = snippet_path()
     if cfg is not None:
-        want = render_snippet(cfg.providers, path, sshpin_command())
+        want = render_snippet(cfg.providers, path, sshpin_command(), pins.hosts())
         have, _ = _read(snippet)
         if have == want:
             checks.append(Check("snippet", True, f"{snippet} is up to date"))

@@ -17,7 +17,7 @@ import os
 import sys
 import time
 
-from sshpin import cache, config
+from sshpin import cache, config, pins
 from sshpin.errors import EXIT_OK, EXIT_USAGE, ConfigError, SshpinError, UsageError
 from sshpin.keys import HostKey, decode_base64, parse_line
 from sshpin.resolve import hosts_match, split_host
@@ -96,6 +96,23 @@ def main(args: list[str], verbose: bool = False) -> int:
 
 
 def lookup(request: Request) -> list[str]:
+    """The known_hosts lines for a request: the host's pin first, then its provider's keys."""
+    pin = pins.read(request.host)
+    if pin is None:
+        return _from_provider(request)
+    lines = [k.known_hosts_line(request.token) for k in pin.keys]
+    if request.want is not None and any(k.blob == request.want for k in pin.keys):
+        log(f"{request.host}: pinned")
+        return lines  # the key is vouched for: no provider needed
+    try:
+        more = _from_provider(request)
+    except SshpinError as e:
+        say(f"{request.token}: {e}; using the pin alone")
+        return lines
+    return lines + [line for line in more if line not in lines]
+
+
+def _from_provider(request: Request) -> list[str]:
     root = config.cache_dir()
     cache.ensure_dir(root)
     cfg = config.load(cache=root)

@@ -146,6 +146,10 @@ class _Reader:
             raise ValueError("trailing bytes after the key")
 
 
+# string "ssh-ed25519", then the length of a 32-byte string: 51 bytes in all with the key
+_ED25519_PREFIX = b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20"
+
+
 def decode_base64(text: str) -> bytes:
     """Strict, canonical base64: the only form ssh writes, and the only one we accept."""
     raw = text.encode("ascii", "replace")
@@ -162,6 +166,8 @@ def decode_base64(text: str) -> bytes:
 
 def parse_blob(blob: bytes) -> HostKey:
     """Validate a wire-format public key blob; raise VerificationError naming the problem."""
+    if len(blob) == 51 and blob.startswith(_ED25519_PREFIX):
+        return HostKey(ED25519, blob)  # the common case, fully checked by length and prefix
     if len(blob) > MAX_BLOB:
         raise VerificationError(f"key blob too large ({len(blob)} bytes)")
     reader = _Reader(blob)

@@ -222,3 +222,35 @@ def _ago(seconds: float) -> str:
     if seconds < 172800:
         return f"{seconds / 3600:.0f} h ago"
     return f"{seconds / 86400:.0f} days ago"
+
+
+def refetch(
+    cfg: ProviderConfig, store: cache.ProviderCache, say: Say, log: Say
+) -> tuple[Document, list[dict[str, object]]]:
+    """``sshpin cache refresh``: fetch now (under the lock), store, record and return changes.
+
+    Unlike the hook's fetch, a failure is an error here: the user asked for fresh keys.
+    Cached host entries are re-derived from the new document so they are fresh at once.
+    """
+    from sshpin.providers import for_config
+
+    with store.lock(LOCK_WAIT) as locked:
+        if not locked:
+            raise ProviderError(f"provider {cfg.name!r}: another sshpin holds the cache lock")
+        previous = store.read_document()
+        fresh = for_config(cfg).fetch(previous, time.time())
+        changes = _changes(previous, fresh)
+        store.write_document(fresh)
+        if changes:
+            cache.append_history(store.root, changes)
+        for host in store.hosts():
+            try:
+                derived = derive(cfg, fresh, host)
+            except NoKeysError:
+                derived = None
+            if derived is None:
+                store.drop_host(host)
+            else:
+                store.write_host(derived)
+    _announce(changes, say)
+    return fresh, changes

@@ -159,3 +159,41 @@ class ReferenceServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+def fill_cache(root: str, provider: str, count: int, fetched_at: float) -> list[str]:
+    """A cache as the hook leaves it after ``count`` hosts were used: a document listing
+    ``count`` capsuls (one Ed25519 key each, made from random bytes) and one host entry per
+    capsul. For the tests and benchmarks of large caches. Returns the capsul ids."""
+    import os
+
+    from sshpin.cache import HostEntry, ProviderCache
+    from sshpin.document import Capsul, Document
+    from sshpin.keys import parse_blob
+
+    def key() -> Any:
+        return parse_blob(b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + os.urandom(32))
+
+    source = "https://capsul.example/api/capsuls"
+    capsuls = [
+        Capsul(
+            f"capsul-{i:06d}",
+            f"vm{i}",
+            "running",
+            f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",
+            None,
+            [key()],
+        )
+        for i in range(count)
+    ]
+    store = ProviderCache(root, provider)
+    doc = Document(provider, source, capsuls, "bench@example.org", fetched_at, None, False,
+                   fetched_at)  # fmt: skip
+    store.write_document(doc)
+    store.write_host(HostEntry("capsul-x", "", "", 0, [], False, ""))  # makes hosts/
+    os.unlink(store.host_path("capsul-x"))
+    for c in capsuls:  # plain writes: atomic ones fsync each file, minutes for a big cache
+        entry = HostEntry(c.id, c.id, "capsul id", fetched_at, c.keys, False, source)
+        with open(store.host_path(c.id), "w", opener=lambda p, f: os.open(p, f, 0o600)) as out:
+            out.write(entry.to_text())
+    return [c.id for c in capsuls]

@@ -106,7 +106,12 @@ def ssh_patterns(hosts: list[str]) -> tuple[list[str], list[str]]:
     return out, skipped
 
 
-def render_snippet(providers: list[ProviderConfig], source: str, command: list[str]) -> str:
+def render_snippet(
+    providers: list[ProviderConfig],
+    source: str,
+    command: list[str],
+    pinned: list[str] | None = None,
+) -> str:
     lines = [
         f"{SNIPPET_HEAD} {source}; edit that file and run 'sshpin setup' again.",
         "# See sshpin(1). Each block hands the hosts of one provider to sshpin:",
@@ -124,7 +129,41 @@ def render_snippet(providers: list[ProviderConfig], source: str, command: list[s
         lines.append("Host " + " ".join(patterns))
         lines.append(f"    KnownHostsCommand {hook_line(command)}")
         lines.append("    StrictHostKeyChecking yes")
+    if pinned:
+        lines.append("")
+        lines.append("# hosts pinned with 'sshpin pin'")
+        lines.append("Host " + " ".join(pinned))
+        lines.append(f"    KnownHostsCommand {hook_line(command)}")
+        lines.append("    StrictHostKeyChecking yes")
     return "\n".join(lines) + "\n"
+
+
+def current_snippet() -> tuple[str, str]:
+    """(path, text) of the snippet as the config file and the pins call for it now."""
+    from sshpin import pins
+
+    path = config_path()
+    providers = parse_file(path) if os.path.exists(path) else []
+    pinned = pins.hosts()
+    if not providers and not pinned:
+        raise ConfigError(
+            f"setup: no provider in {path} and no pin: run "
+            "'sshpin setup --provider NAME --api-url URL [--hosts PATTERN...]'"
+        )
+    return snippet_path(), render_snippet(providers, path, sshpin_command(), pinned)
+
+
+def refresh_snippet() -> str | None:
+    """Rewrite an existing snippet after pins changed; its path if it changed."""
+    snippet = snippet_path()
+    old, mode = _read(snippet)
+    if old is None:
+        return None  # setup was never run: nothing hands hosts to the hook yet
+    _, text = current_snippet()
+    if text == old:
+        return None
+    _write(snippet, text, None, mode, [])
+    return snippet
 
 
 def include_line(snippet: str) -> str:
@@ -308,16 +347,7 @@ def setup(
         _add_provider(path, provider, api_url, hosts or ["capsul-*"], say)
     elif api_url is not None or hosts:
         raise UsageError("setup: --api-url and --hosts need --provider NAME")
-    if not os.path.exists(path):
-        raise ConfigError(
-            f"setup: no config at {path}: run "
-            "'sshpin setup --provider NAME --api-url URL [--hosts PATTERN...]'"
-        )
-    providers = parse_file(path)
-    if not providers:
-        raise ConfigError(f"setup: {path} names no provider; add one with --provider")
-    snippet = snippet_path()
-    text = render_snippet(providers, path, sshpin_command())
+    snippet, text = current_snippet()
     old, mode = _read(snippet)
     if old != text:
         _ensure_parent(snippet)

@@ -22,12 +22,15 @@ MAN5 = (ROOT / "man" / "sshpin.conf.5").read_text()
 SSHPIN_SSH = os.path.join(os.path.dirname(SSHPIN), "sshpin-ssh")
 
 
-def commands() -> dict[str, argparse.ArgumentParser]:
-    parser = build_parser()
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             return dict(action.choices)
-    raise AssertionError("no subcommands")
+    return {}
+
+
+def commands() -> dict[str, argparse.ArgumentParser]:
+    return subcommands(build_parser())
 
 
 def long_options(parser: argparse.ArgumentParser) -> list[str]:
@@ -44,9 +47,15 @@ def test_version(pin: Pin) -> None:
     assert (done.returncode, done.stdout) == (0, f"sshpin {__version__}\n")
 
 
-@pytest.mark.parametrize("command", sorted(commands()))
-def test_every_command_has_help(pin: Pin, command: str) -> None:
-    done = pin.run(command, "--help")
+ALL_COMMANDS = sorted(
+    [[name] for name in commands()]
+    + [[name, action] for name, p in commands().items() for action in subcommands(p)]
+)
+
+
+@pytest.mark.parametrize("command", ALL_COMMANDS, ids=" ".join)
+def test_every_command_has_help(pin: Pin, command: list[str]) -> None:
+    done = pin.run(*command, "--help")
     assert done.returncode == 0, done.stderr
     assert "usage: sshpin" in done.stdout and done.stderr == ""
 
@@ -65,6 +74,10 @@ def test_manual_documents_every_command_option_and_config_key() -> None:
         assert re.search(rf"^\.It Cm {re.escape(name)}\b", MAN1, re.M), f"sshpin.1: {name}"
         for opt in long_options(parser):
             assert f"Fl -{opt[2:]}" in MAN1, f"sshpin.1: {name} {opt}"
+        for action in subcommands(parser):
+            assert re.search(rf"^\.It Cm {name} {action}\b", MAN1, re.M), f"{name} {action}"
+            for opt in long_options(subcommands(parser)[action]):
+                assert f"Fl -{opt[2:]}" in MAN1, f"sshpin.1: {name} {action} {opt}"
     for opt in long_options(build_parser()):
         assert f"Fl -{opt[2:]}" in MAN1, opt
     assert ".Nm sshpin-ssh" in MAN1

@@ -211,7 +211,7 @@ def test_setup_refuses_bad_input_and_changes_nothing(pin: Pin) -> None:
         assert ssh_config.read_text() == "Host a\n"
     pin.config.unlink()
     done = setup(pin, ssh_config)
-    assert done.returncode == 1 and "no config at" in done.stderr
+    assert done.returncode == 1 and "no provider in" in done.stderr
 
 
 def test_snippet_patterns_mean_what_hosts_mean() -> None:

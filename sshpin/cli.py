@@ -63,7 +63,7 @@ def ssh_main(argv: list[str] | None = None) -> int:
     import os
     import shutil
 
-    from sshpin.sshconfig import hook_line, sshpin_command
+    from sshpin.sshconfig import hook_command, hook_line
 
     ssh = shutil.which("ssh")
     if not ssh:
@@ -72,7 +72,7 @@ def ssh_main(argv: list[str] | None = None) -> int:
     argv = [
         ssh,
         "-o",
-        f"KnownHostsCommand={hook_line(sshpin_command())}",
+        f"KnownHostsCommand={hook_line(hook_command())}",
         "-o",
         "StrictHostKeyChecking=yes",
         *args,
@@ -86,6 +86,9 @@ def ssh_main(argv: list[str] | None = None) -> int:
 
 def _run(args: list[str], verbose: bool) -> int:
     from sshpin.errors import SshpinError
+    from sshpin.hostkeys import full_environment
+
+    full_environment()  # when started through launch.py: the commands need site-packages
 
     parser = build_parser()
     ns = parser.parse_args(args)
@@ -118,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
 
         def error(self, message: str) -> NoReturn:
             self.print_usage(sys.stderr)
-            sys.stderr.write(f"sshpin: {self.prog.removeprefix('sshpin ')}: {message}\n")
+            command = self.prog.removeprefix("sshpin").strip()
+            sys.stderr.write(f"sshpin: {command + ': ' if command else ''}{message}\n")
             raise SystemExit(1)
 
     parser = Parser(

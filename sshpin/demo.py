@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from sshpin.errors import ConfigError
-from sshpin.sshconfig import sshpin_command
+from sshpin.sshconfig import hook_command
 
 SSHD_PATHS = ("/usr/sbin/sshd", "/usr/local/sbin/sshd", "/usr/libexec/sshd", "/sbin/sshd")
 
@@ -266,7 +266,7 @@ def run(verbose: bool = False) -> int:
             SSHPIN_CONFIG=config_path, SSHPIN_CACHE_DIR=cache_dir, SSHPIN_TOKEN_DEMO=token
         )
         ssh_config = os.path.join(d, "ssh_config")
-        write_ssh_config(ssh_config, sshpin_command(), "127.0.0.1 capsul-*")
+        write_ssh_config(ssh_config, hook_command(), "127.0.0.1 capsul-*")
         known_hosts = os.path.join(d, "known_hosts")
         open(known_hosts, "w").close()
         sshd = Sshd(os.path.join(d, "sshd"), [os.path.join(d, "capsul_host_ed25519")], authorized)

@@ -14,11 +14,11 @@ from sshpin.errors import AuthError, SshpinError
 from sshpin.sshconfig import (
     HOOK_ARGS,
     _read,
+    hook_command,
     include_state,
     render_snippet,
     snippet_path,
     ssh_patterns,
-    sshpin_command,
 )
 
 MIN_OPENSSH = (8, 5)  # the first release with KnownHostsCommand
@@ -122,7 +122,7 @@ def run(ssh_config: str, explicit: bool, check_providers: bool = True) -> list[C
 
     snippet = snippet_path()
     if cfg is not None:
-        want = render_snippet(cfg.providers, path, sshpin_command(), pins.hosts())
+        want = render_snippet(cfg.providers, path, hook_command(), pins.hosts())
         have, _ = _read(snippet)
         if have == want:
             checks.append(Check("snippet", True, f"{snippet} is up to date"))
@@ -140,7 +140,7 @@ def run(ssh_config: str, explicit: bool, check_providers: bool = True) -> list[C
         )
 
     if cfg is not None and version is not None and version >= MIN_OPENSSH:
-        hook = " ".join(sshpin_command()) + " " + HOOK_ARGS
+        hook = " ".join(hook_command()) + " " + HOOK_ARGS
         for p in cfg.providers:
             host = sample_host(ssh_patterns(p.hosts)[0])
             if host is None:

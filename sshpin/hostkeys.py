@@ -135,10 +135,22 @@ def _from_provider(request: Request) -> list[str]:
     ):
         log(f"{request.host}: cached ({entry.capsul}, {entry.rule})")
         return [k.known_hosts_line(request.token) for k in entry.keys]
+    full_environment()
     from sshpin.refresh import obtain
 
     keys = obtain(provider, store, request, entry, now, say, log)
     return [k.known_hosts_line(request.token) for k in keys]
+
+
+def full_environment() -> None:
+    """Make site-packages importable before the slow path imports requests and friends.
+
+    The hook is started with ``-I -S`` (see launch.py): fast, but without site-packages.
+    """
+    if sys.flags.no_site and "site" not in sys.modules:
+        import site
+
+        site.main()
 
 
 def _fresh(entry: cache.HostEntry, store: cache.ProviderCache, ttl: float, now: float) -> bool:

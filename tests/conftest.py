@@ -38,6 +38,19 @@ def _sshpin_script() -> str:
 SSHPIN = _sshpin_script()
 
 
+def _hook() -> list[str]:
+    """The hook as ``sshpin setup`` names it: the console script's interpreter on launch.py."""
+    import sshpin
+
+    with open(SSHPIN) as f:
+        interpreter = f.readline()[2:].strip()
+    return [interpreter, "-I", "-S", os.path.join(os.path.dirname(sshpin.__file__), "launch.py")]
+
+
+HOOK = _hook()
+HOOK_LINE = " ".join(HOOK) + " known-hosts %I %H %t %K"  # what ssh -G shows for it
+
+
 @dataclass
 class Keys:
     """Key pairs made once per session with the real ssh-keygen."""
@@ -229,7 +242,7 @@ def ssh(pin: Pin, sshd: Sshd, keys: Keys, provider: ReferenceServer, tmp_path: P
     """The capsul ``capsul-test1`` at 127.0.0.1 runs ``sshd`` and its provider lists its key."""
     provider.api.add("capsul-test1", [keys.pub(keys.host)], ipv4="127.0.0.1", name="test1")
     config = tmp_path / "ssh_config"
-    write_ssh_config(str(config), [SSHPIN], "127.0.0.1 capsul-*")
+    write_ssh_config(str(config), HOOK, "127.0.0.1 capsul-*")
     known_hosts = tmp_path / "known_hosts"
     known_hosts.write_text("")
     return SSH(pin, sshd, keys, str(config), str(known_hosts))

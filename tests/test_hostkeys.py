@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from sshpin.errors import UsageError
 from sshpin.hostkeys import parse_args
 from sshpin.refserver import ReferenceServer
-from tests.conftest import Keys, Pin
+from tests.conftest import HOOK, Keys, Pin
 
 ED = base64.b64encode(b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + b"k" * 32).decode()
 
@@ -76,30 +76,27 @@ HEAVY = {
 def test_cached_hit_imports_only_the_standard_library(
     pin: Pin, provider: ReferenceServer, keys: Keys
 ) -> None:
-    """A real cached hit, run with site disabled (-I -S) so that only what sshpin itself
-    imports is counted (this machine's .pth files import certifi into every interpreter)."""
+    """A real cached hit, run exactly as ``sshpin setup`` tells ssh to run it (the launcher
+    with -I -S), with -X importtime listing every module the process imports."""
     import subprocess
-    import sys
-    from pathlib import Path
-
-    import sshpin
 
     provider.api.add("capsul-abc", [keys.pub(keys.host)], ipv4="127.0.0.1")
     key_type, b64 = keys.pub(keys.host).split()[:2]
     args = ["known-hosts", "HOSTNAME", "[127.0.0.1]:22", key_type, b64]
     assert pin.run(*args).stdout  # a fetch fills the cache
-    root = str(Path(sshpin.__file__).parent.parent)
-    code = (
-        f"import sys; sys.path.insert(0, {root!r}); from sshpin.cli import main; "
-        f"status = main({args!r}); "
-        "sys.stderr.write(' '.join(sorted(sys.modules))); sys.exit(status)"
-    )
     hit = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", code], env=pin.env, capture_output=True, text=True
+        [HOOK[0], "-X", "importtime", *HOOK[1:], *args],
+        env=pin.env,
+        capture_output=True,
+        text=True,
     )
-    assert hit.returncode == 0
+    assert hit.returncode == 0, hit.stderr
     assert hit.stdout == f"[127.0.0.1]:22 {key_type} {b64}\n"
-    loaded = {name.split(".")[0] for name in hit.stderr.split()}
-    assert "sshpin" in loaded
+    loaded = {
+        line.split("|")[-1].strip().split(".")[0]
+        for line in hit.stderr.splitlines()
+        if line.startswith("import time:") and "imported package" not in line
+    }
+    assert "sshpin" in loaded and "site" not in loaded
     assert not loaded & HEAVY, sorted(loaded & HEAVY)
     assert provider.api.count() == 1

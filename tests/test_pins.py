@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sshpin import pins
 from sshpin.errors import UsageError
 from sshpin.keys import parse_line
-from tests.conftest import SSH, SSHPIN, Keys, Pin
+from tests.conftest import HOOK_LINE, SSH, SSHPIN, Keys, Pin
 
 
 def pin(p: Pin, host: str, stdin: str) -> subprocess.CompletedProcess[str]:
@@ -132,7 +132,7 @@ def test_pin_updates_the_snippet_setup_wrote(pin_user: Pin, keys: Keys, tmp_path
     effective = subprocess.run(
         ["ssh", "-G", "-F", str(ssh_config), "web.example.org"], capture_output=True, text=True
     ).stdout
-    assert f"knownhostscommand {SSHPIN} known-hosts %I %H %t %K" in effective
+    assert f"knownhostscommand {HOOK_LINE}" in effective
     assert pin_user.run("unpin", "web.example.org").returncode == 0
     effective = subprocess.run(
         ["ssh", "-G", "-F", str(ssh_config), "web.example.org"], capture_output=True, text=True

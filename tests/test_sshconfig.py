@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sshpin import sshconfig
-from tests.conftest import SSHPIN, Pin
+from tests.conftest import HOOK_LINE, Pin
 
 ROOT = Path(__file__).resolve().parent.parent
 API = "https://capsul.example/api"
@@ -69,7 +69,7 @@ def test_setup_from_nothing_creates_private_files(pin: Pin) -> None:
     assert (ssh_config.parent.stat().st_mode & 0o777) == 0o700
     assert (ssh_config.stat().st_mode & 0o777) == 0o600
     assert (pin.config.stat().st_mode & 0o777) == 0o600
-    assert hook_of(ssh_config, "capsul-as9w8djads") == f"{SSHPIN} known-hosts %I %H %t %K"
+    assert hook_of(ssh_config, "capsul-as9w8djads") == HOOK_LINE
     assert effective(ssh_config, "capsul-as9w8djads")["stricthostkeychecking"] == "true"
     assert hook_of(ssh_config, "example.org") is None
     assert effective(ssh_config, "example.org")["stricthostkeychecking"] == "ask"
@@ -100,7 +100,7 @@ def test_setup_keeps_every_user_line_mode_and_line_ends(pin: Pin) -> None:
     assert head.count("\r\n") == 2 and head.count("\n") == 2  # CRLF, like the file
     assert (ssh_config.stat().st_mode & 0o777) == 0o640
     assert Path(str(ssh_config) + ".sshpin-backup").read_bytes() == USER_CONFIG.encode()
-    hook = f"{SSHPIN} known-hosts %I %H %t %K"
+    hook = HOOK_LINE
     for managed in ("capsul-as9w8djads", "web.capsul.example", "203.0.113.7"):
         seen = effective(ssh_config, managed)
         assert seen.get("knownhostscommand") == hook, managed

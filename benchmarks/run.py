@@ -1,0 +1,297 @@
+"""sshpin's speed, as ratios measured in one run on this machine: ``python3 benchmarks/run.py``.
+
+Every figure compares two commands run in the same way, alternated round by round so that a
+noisy neighbour slows both alike, and takes the median of each. Absolute times are printed
+for reference only; the ratios are the result. See benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sshpin.demo import Sshd, keygen, make_tls, write_ssh_config
+from sshpin.refserver import CapsulAPI, ReferenceServer, fill_cache
+from sshpin.sshconfig import hook_command, sshpin_command
+
+TOKEN = "bench-token"
+Run = Callable[[], object]
+timings: list[str] = []  # absolute medians, printed for reference only
+
+
+def timed(fn: Run) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def alternate(rounds: int, **commands: Run) -> dict[str, float]:
+    """Median wall time of each command, run in turn ``rounds`` times after one warm-up."""
+    samples: dict[str, list[float]] = {name: [] for name in commands}
+    for fn in commands.values():
+        fn()  # warm the page cache and the config's compiled copy
+    for _ in range(rounds):
+        for name, fn in commands.items():
+            samples[name].append(timed(fn))
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    timings.append(", ".join(f"{name} {value * 1000:.1f} ms" for name, value in medians.items()))
+    return medians
+
+
+def run(argv: list[str], env: dict[str, str], want: str | None = None) -> Run:
+    def go() -> None:
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0 or (want is not None and want not in done.stdout):
+            raise SystemExit(f"benchmark command failed: {argv}\n{done.stdout}{done.stderr}")
+
+    return go
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=30, help="rounds per figure (default 30)")
+    args = parser.parse_args()
+    rounds = args.rounds
+    work = Path(tempfile.mkdtemp(prefix="sshpin-bench-"))
+    os.chmod(work, 0o700)
+    context, ca_path = make_tls(str(work))
+    api = CapsulAPI({TOKEN})
+    server = ReferenceServer(api, context).start()
+    sshd: Sshd | None = None
+    rows: list[tuple[str, str, str, bool]] = []
+    try:
+        config = work / "config.toml"
+        config.write_text(
+            "[[provider]]\n"
+            'name = "capsul"\ntype = "capsul"\n'
+            f'api_url = "{server.api_url}"\n'
+            'hosts = ["capsul-*", "127.0.0.1"]\n'
+            f'ca_bundle = "{ca_path}"\n'
+        )
+        config.chmod(0o600)
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("SSHPIN_", "PYTHON"))}
+        base.update(SSHPIN_CONFIG=str(config), SSHPIN_TOKEN_CAPSUL=TOKEN)
+
+        def env(cache: Path) -> dict[str, str]:
+            return dict(base, SSHPIN_CACHE_DIR=str(cache))
+
+        now = time.time()
+        small, large = work / "cache10", work / "cache10k"
+        fill_cache(str(small), "capsul", 10, now)
+        ids = fill_cache(str(large), "capsul", 10_000, now)
+        from sshpin.cache import ProviderCache
+
+        entry = ProviderCache(str(large), "capsul").read_host(ids[5])
+        assert entry is not None
+        key = entry.keys[0]
+        ProviderCache(str(small), "capsul").write_host(
+            type(entry)(ids[5], ids[5], "capsul id", now, [key], False, "bench")
+        )
+        hook = hook_command()
+        hit = [*hook, "known-hosts", "HOSTNAME", ids[5], key.key_type, key.base64]
+        floor = [sys.executable, "-I", "-S", "-c", "pass"]
+        unmanaged = [*hook, "known-hosts", "HOSTNAME", "example.org", key.key_type, key.base64]
+        console = [*sshpin_command(), *hit[len(hook) :]]
+
+        t = alternate(
+            rounds,
+            floor=run(floor, base),
+            plain=run([sys.executable, "-c", "pass"], base),
+            hit=run(hit, env(small), want=key.base64),
+            unmanaged=run(unmanaged, env(small)),
+            console=run(console, env(small), want=key.base64),
+        )
+        rows.append(
+            (
+                "cached hit vs `python -I -S -c pass`",
+                "<= 2.0",
+                f"{t['hit'] / t['floor']:.2f}",
+                t["hit"] / t["floor"] <= 2.0,
+            )
+        )
+        rows.append(
+            (
+                "unmanaged host vs the same floor",
+                "<= 1.5",
+                f"{t['unmanaged'] / t['floor']:.2f}",
+                t["unmanaged"] / t["floor"] <= 1.5,
+            )
+        )
+        rows.append(
+            (
+                "(for reference) `python -c pass` (with site) vs floor",
+                "-",
+                f"{t['plain'] / t['floor']:.2f}",
+                True,
+            )
+        )
+        rows.append(
+            (
+                "(for reference) cached hit through the console script vs floor",
+                "-",
+                f"{t['console'] / t['floor']:.2f}",
+                True,
+            )
+        )
+
+        t = alternate(
+            rounds,
+            small=run(hit, env(small), want=key.base64),
+            large=run(hit, env(large), want=key.base64),
+        )
+        rows.append(
+            (
+                "cached hit, 10,000 hosts cached vs 10",
+                "<= 1.10",
+                f"{t['large'] / t['small']:.2f}",
+                t["large"] / t["small"] <= 1.10,
+            )
+        )
+
+        # A real sshd: ssh through the hook against ssh with a static known_hosts file.
+        host_key = str(work / "host_key")
+        client = str(work / "client")
+        host_pub = keygen(host_key)
+        client_pub = keygen(client)
+        (work / "authorized").write_text(client_pub + "\n")
+        sshd = Sshd(
+            str(work / "sshd"),
+            [host_key],
+            str(work / "authorized"),
+            extra=["MaxStartups 200", "MaxSessions 200"],
+        ).start()
+        api.add("capsul-bench", [host_pub], ipv4="127.0.0.1")
+        hooked_cfg = work / "ssh_hooked"
+        write_ssh_config(str(hooked_cfg), hook, "127.0.0.1 capsul-*")
+        static_cfg = work / "ssh_static"
+        write_ssh_config(str(static_cfg), hook, "nothing-matches-this")
+        empty = work / "known_hosts_empty"
+        empty.write_text("")
+        static = work / "known_hosts_static"
+        static.write_text(f"[127.0.0.1]:{sshd.port} {' '.join(host_pub.split()[:2])}\n")
+
+        def ssh(cfg: Path, known: Path, cache: Path) -> list[str]:
+            return [
+                "ssh",
+                "-F",
+                str(cfg),
+                "-i",
+                client,
+                "-p",
+                str(sshd.port),
+                "-o",
+                f"UserKnownHostsFile={known}",
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "127.0.0.1",
+                "true",
+            ]
+
+        # The least any KnownHostsCommand can cost: a shell script printing the static line.
+        shell_hook = work / "shell-hook"
+        shell_hook.write_text(f"#!/bin/sh\ncat {static}\n")
+        shell_hook.chmod(0o700)
+        shell_cfg = work / "ssh_shell"
+        write_ssh_config(str(shell_cfg), [str(shell_hook)], "127.0.0.1")
+        ssh_cache = work / "cache-ssh"
+        t = alternate(
+            max(10, rounds // 2),
+            hooked=run(ssh(hooked_cfg, empty, ssh_cache), env(ssh_cache)),
+            static=run(ssh(static_cfg, static, ssh_cache), env(ssh_cache)),
+            shell=run(ssh(shell_cfg, empty, ssh_cache), env(ssh_cache)),
+        )
+        rows.append(
+            (
+                "`ssh host true` through the hook vs a static known_hosts",
+                "<= 1.10",
+                f"{t['hooked'] / t['static']:.3f}",
+                t["hooked"] / t["static"] <= 1.10,
+            )
+        )
+        rows.append(
+            (
+                "(for reference) the same through a /bin/sh hook vs static",
+                "-",
+                f"{t['shell'] / t['static']:.3f}",
+                True,
+            )
+        )
+
+        # 64 concurrent cold connections: how many requests reach the provider?
+        cold = work / "cache-cold"
+        before = api.count()
+        procs = [
+            subprocess.Popen(
+                ssh(hooked_cfg, empty, cold),
+                env=env(cold),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(64)
+        ]
+        failures = sum(p.wait() != 0 for p in procs)
+        requests = api.count() - before
+        rows.append(
+            (
+                "64 concurrent cold connections: provider requests",
+                "1",
+                f"{requests} ({64 - failures}/64 connected)",
+                requests == 1 and failures == 0,
+            )
+        )
+
+        # A cold fetch against one bare HTTPS GET of the same document with requests.
+        fetch_code = (
+            "import requests, sys; r = requests.get(sys.argv[1], timeout=10, verify=sys.argv[2],"
+            f" headers={{'Authorization': 'Bearer {TOKEN}'}}); r.raise_for_status(); r.json()"
+        )
+        bare = [sys.executable, "-c", fetch_code, server.api_url + "/capsuls", ca_path]
+        counter = iter(range(10**6))
+        host_b64 = host_pub.split()[1]
+
+        def cold_hook() -> None:
+            cache = work / f"cold-{next(counter)}"
+            argv = [*hook, "known-hosts", "HOSTNAME", "capsul-bench", "ssh-ed25519", host_b64]
+            run(argv, env(cache), want=host_b64)()
+
+        t = alternate(rounds, cold=cold_hook, bare=run(bare, base))
+        rows.append(
+            (
+                "cold fetch vs one bare HTTPS GET with requests",
+                "<= 1.5",
+                f"{t['cold'] / t['bare']:.2f}",
+                t["cold"] / t["bare"] <= 1.5,
+            )
+        )
+    finally:
+        if sshd is not None:
+            sshd.stop()
+        server.stop()
+        subprocess.run(["rm", "-rf", str(work)], check=False)
+
+    width = max(len(r[0]) for r in rows)
+    print(
+        f"sshpin benchmarks: {rounds} rounds, medians, {sys.executable} "
+        f"(Python {sys.version.split()[0]}), {os.cpu_count()} CPUs"
+    )
+    print(f"| {'figure'.ljust(width)} | target  | measured | ok  |")
+    print(f"|{'-' * (width + 2)}|---------|----------|-----|")
+    for figure, target, measured, ok in rows:
+        print(
+            f"| {figure.ljust(width)} | {target:<7} | {measured:<8} | {'yes' if ok else 'NO':<3} |"
+        )
+    print("\nmedians (for reference; the ratios above are the result):")
+    for line in timings:
+        print(f"  {line}")
+    return 0 if all(ok for *_, ok in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -238,4 +238,3 @@ def load_private_key(path: str) -> Any:
 
     with open(path, "rb") as f:
         return load_ssh_private_key(f.read(), password=None)
-

@@ -105,7 +105,7 @@ def read_small(path: str, limit: int = 65536) -> bytes | None:
 class HostEntry:
     """What the hook prints for one host: the keys, and where and when they came from."""
 
-    __slots__ = ("capsul", "fetched_at", "host", "keys", "rule", "signed", "source")
+    __slots__ = ("capsul", "fetched_at", "host", "keys", "revoked", "rule", "signed", "source")
 
     def __init__(
         self,
@@ -116,7 +116,9 @@ class HostEntry:
         keys: list[HostKey],
         signed: bool = False,
         source: str = "",
+        revoked: list[HostKey] | None = None,
     ) -> None:
+        self.revoked = revoked or []
         self.host = host
         self.capsul = capsul
         self.rule = rule
@@ -124,6 +126,11 @@ class HostEntry:
         self.keys = keys
         self.signed = signed
         self.source = source
+
+    def lines(self, token: str) -> list[str]:
+        """The known_hosts lines for ``token`` (ssh's %H): the keys, then ``@revoked`` ones."""
+        out = [k.known_hosts_line(token) for k in self.keys]
+        return out + [f"@revoked {token} {k.openssh()}" for k in self.revoked]
 
     def to_text(self) -> str:
         lines = [
@@ -136,6 +143,7 @@ class HostEntry:
             f"source {self.source}",
         ]
         lines += [f"key {k.openssh()}" for k in self.keys]
+        lines += [f"revoked {k.openssh()}" for k in self.revoked]
         lines.append("end")
         return "\n".join(lines) + "\n"
 
@@ -147,11 +155,14 @@ class HostEntry:
             return None
         fields: dict[str, str] = {}
         keys: list[HostKey] = []
+        revoked: list[HostKey] = []
         try:
             for line in lines[1:-2]:
                 name, _, value = line.partition(" ")
                 if name == "key":
                     keys.append(parse_line(value))
+                elif name == "revoked":
+                    revoked.append(parse_line(value))
                 else:
                     fields[name] = value
             return cls(
@@ -162,6 +173,7 @@ class HostEntry:
                 keys=keys,
                 signed=fields["signed"] == "1",
                 source=fields["source"],
+                revoked=revoked,
             )
         except (KeyError, ValueError, VerificationError):
             return None

@@ -26,7 +26,7 @@ ALLOWED_KEYS = {
     "capsul": _COMMON_KEYS
     | {"api_url", "aliases", "resolve_dns", "signing_keys", "ca_bundle", "token_command"},
     "url": _COMMON_KEYS | {"url", "signing_keys", "ca_bundle"},
-    "cert-authority": {"name", "type", "hosts", "ca_keys", "ca_key_files"},
+    "cert-authority": {"name", "type", "hosts", "ca_keys", "ca_key_files", "revoked_keys"},
 }
 DEFAULTS: dict[str, Any] = {
     "aliases": {},
@@ -38,8 +38,9 @@ DEFAULTS: dict[str, Any] = {
     "token_command": "",
     "ca_keys": [],
     "ca_key_files": [],
+    "revoked_keys": [],
 }
-COMPILED_VERSION = 1
+COMPILED_VERSION = 2
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -344,6 +345,7 @@ def _validate_provider(table: dict[str, Any]) -> dict[str, Any]:
         ca_keys = _string_list(table, "ca_keys")
         files = [os.path.expanduser(f) for f in _string_list(table, "ca_key_files")]
         out["ca_keys"] = _signing_keys(ca_keys)
+        out["revoked_keys"] = _signing_keys(_string_list(table, "revoked_keys"))
         out["ca_key_files"] = files
         if not ca_keys and not files:
             raise ValueError("ca_keys or ca_key_files: a certificate authority needs its key")

@@ -74,6 +74,7 @@ class Document:
         "fetched_at",
         "generated_at",
         "provider",
+        "revoked",
         "signed",
         "source",
     )
@@ -88,7 +89,9 @@ class Document:
         etag: str | None = None,
         signed: bool = False,
         fetched_at: float = 0.0,
+        revoked: list[HostKey] | None = None,
     ) -> None:
+        self.revoked = revoked or []  # keys the provider revoked: @revoked for its hosts
         self.provider = provider
         self.source = source
         self.capsuls = capsuls
@@ -109,6 +112,7 @@ class Document:
             "signed": self.signed,
             "fetched_at": self.fetched_at,
             "capsuls": [c.to_json() for c in self.capsuls],
+            "revoked": [k.openssh() for k in self.revoked],
         }
         return json.dumps(data, separators=(",", ":")).encode()
 
@@ -141,6 +145,7 @@ class Document:
                 etag=data["etag"],
                 signed=bool(data["signed"]),
                 fetched_at=float(data["fetched_at"]),
+                revoked=[parse_line(k) for k in data.get("revoked", [])],
             )
         except (ValueError, KeyError, TypeError, AttributeError, VerificationError) as e:
             raise ValueError(f"damaged cached document: {e}") from e
@@ -186,6 +191,7 @@ def parse_capsul_api(body: bytes, provider: str, source: str) -> Document:
         raise VerificationError("document: 'capsuls' missing or not a list")
     if len(entries) > MAX_CAPSULS:
         raise VerificationError("document: too many capsuls")
+    revoked = _revoked(data.get("revoked_keys", []))
     capsuls: list[Capsul] = []
     seen: set[str] = set()
     for entry in entries:
@@ -195,8 +201,28 @@ def parse_capsul_api(body: bytes, provider: str, source: str) -> Document:
         if capsul.id in seen:
             raise VerificationError(f"document lists capsul {capsul.id} twice")
         seen.add(capsul.id)
+        capsul.keys = [k for k in capsul.keys if k not in revoked]  # revocation wins
         capsuls.append(capsul)
-    return Document(provider, source, capsuls, account=account, generated_at=generated_at)
+    return Document(
+        provider, source, capsuls, account=account, generated_at=generated_at, revoked=revoked
+    )
+
+
+def _revoked(raw: object) -> list[HostKey]:
+    """The optional top-level ``revoked_keys``: entries shaped as ``ssh_host_keys``. A
+    malformed one refuses the whole document (a revocation must never be lost silently)."""
+    if not isinstance(raw, list) or len(raw) > MAX_KEYS * 16:
+        raise VerificationError("document: 'revoked_keys' is not a short list")
+    holder = Capsul("capsul-revoked")
+    keys: list[HostKey] = []
+    for entry in raw:
+        try:
+            key = _parse_listed_key(entry, holder)
+        except VerificationError as e:
+            raise VerificationError(f"document: revoked_keys: {e}") from None
+        if key is not None and key not in keys:
+            keys.append(key)
+    return keys
 
 
 def _parse_capsul(entry: object) -> Capsul | None:

@@ -124,22 +124,33 @@ def _from_provider(request: Request) -> list[str]:
         log(f"{request.host}: no provider's hosts match: not managed")
         return []
     if provider.type == "cert-authority":
-        return [f"@cert-authority {request.token} {k.openssh()}" for k in ca_keys(provider)]
+        lines = [f"@cert-authority {request.token} {k.openssh()}" for k in ca_keys(provider)]
+        revoked = [parse_line(line) for line in provider.get("revoked_keys")]
+        return lines + [f"@revoked {request.token} {k.openssh()}" for k in revoked]
     store = cache.ProviderCache(root, provider.name)
     entry = store.read_host(request.host)
     now = time.time()
+    if entry is not None and provider.get("signing_keys") and not entry.signed:
+        entry = None  # signing_keys were added since: unsigned keys are not good enough now
     if (
         entry is not None
         and _fresh(entry, store, provider.ttl, now)
         and (request.want is None or any(k.blob == request.want for k in entry.keys))
     ):
         log(f"{request.host}: cached ({entry.capsul}, {entry.rule})")
-        return [k.known_hosts_line(request.token) for k in entry.keys]
+        return entry.lines(request.token)
     full_environment()
-    from sshpin.refresh import obtain
+    from sshpin.refresh import _usable, obtain
 
-    keys = obtain(provider, store, request, entry, now, say, log)
-    return [k.known_hosts_line(request.token) for k in keys]
+    try:
+        return obtain(provider, store, request, entry, now, say, log).lines(request.token)
+    except SshpinError as e:
+        # No keys to vouch for; a revocation the provider published still stands.
+        doc = _usable(provider, store.read_document())
+        if doc is None or not doc.revoked:
+            raise
+        say(f"{request.token}: {e}")
+        return [f"@revoked {request.token} {k.openssh()}" for k in doc.revoked]
 
 
 def full_environment() -> None:

@@ -247,8 +247,9 @@ def cmd_show(token: str, as_json: bool, out: TextIO) -> int:
         from sshpin.hostkeys import ca_keys
 
         lines += [f"@cert-authority {token} {key.openssh()}" for key in ca_keys(k.provider)]
+        lines += [f"@revoked {token} {line}" for line in k.provider.get("revoked_keys")]
     if k.entry is not None:
-        lines += [key.known_hosts_line(token) for key in k.entry.keys]
+        lines += k.entry.lines(token)
     lines = list(dict.fromkeys(lines))
     now = time.time()
     info: dict[str, Any] = {

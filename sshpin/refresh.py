@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from sshpin.config import ProviderConfig
     from sshpin.document import Document
     from sshpin.hostkeys import Request
-    from sshpin.keys import HostKey
 
 LOCK_WAIT = 15.0  # longer than one whole fetch (10 s), so waiters normally get its result
 Say = Callable[[str], None]
@@ -36,7 +35,14 @@ def derive(cfg: ProviderConfig, doc: Document, host: str) -> cache.HostEntry | N
     if not capsul.keys:
         raise NoKeysError(f"provider lists no usable host key for {capsul.id}")
     return cache.HostEntry(
-        host, capsul.id, rule, doc.fetched_at, list(capsul.keys), doc.signed, doc.source
+        host,
+        capsul.id,
+        rule,
+        doc.fetched_at,
+        list(capsul.keys),
+        doc.signed,
+        doc.source,
+        list(doc.revoked),
     )
 
 
@@ -48,14 +54,15 @@ def obtain(
     now: float,
     say: Say,
     log: Say,
-) -> list[HostKey]:
+) -> cache.HostEntry:
+    """The host's entry (its keys and revocations), fetching when the cache cannot answer."""
     host, want = request.host, request.want
-    doc = store.read_document()
+    doc = _usable(cfg, store.read_document())
     derived = _derive_quiet(cfg, doc, host)
     if doc is not None and cache.age(doc.fetched_at, now) < cfg.ttl:
         if derived is not None and (want is None or _has(derived, want)):
             _save(store, derived, log)
-            return derived.keys
+            return derived
         if not store.mismatch_allowed(host, now):
             log(f"{host}: refetch for an unknown key was done under 30 s ago; not again yet")
             return _final(cfg, doc, host, derived, want, say)
@@ -65,7 +72,7 @@ def obtain(
     seen = doc.fetched_at if doc is not None else None
     try:
         with store.lock(LOCK_WAIT) as locked:
-            latest = store.read_document()
+            latest = _usable(cfg, store.read_document())
             if latest is not None and latest.fetched_at != seen:
                 log(f"{host}: another sshpin fetched while this one waited; using its result")
                 doc = latest
@@ -79,7 +86,7 @@ def obtain(
         # No usable document at all (missing or damaged): a host entry may still be in time.
         if entry is not None and cache.age(entry.fetched_at, now) < cfg.ttl + cfg.stale_if_error:
             say(f"{e}; using keys fetched {_ago(now - entry.fetched_at)} (stale)")
-            return entry.keys
+            return entry
         raise
     if doc is None:
         raise ProviderError(f"provider {cfg.name!r}: no document could be obtained")
@@ -87,6 +94,13 @@ def obtain(
     if derived is not None:
         _save(store, derived, log)
     return _final(cfg, doc, host, derived, want, say)
+
+
+def _usable(cfg: ProviderConfig, doc: Document | None) -> Document | None:
+    """A cached document, unless signatures are required now and it was not signed."""
+    if doc is not None and cfg.get("signing_keys") and not doc.signed:
+        return None
+    return doc
 
 
 def _fetch(
@@ -127,7 +141,7 @@ def _final(
     derived: cache.HostEntry | None,
     want: bytes | None,
     say: Say,
-) -> list[HostKey]:
+) -> cache.HostEntry:
     if derived is None:
         raise NoKeysError(f"not a capsul of account {doc.account} at provider {cfg.name!r}")
     if want is not None and not _has(derived, want):
@@ -137,11 +151,14 @@ def _final(
             shown = parse_blob(want).sha256()
         except VerificationError:
             shown = "of an unsupported type"
-        say(
-            f"{host}: the server's key {shown} is not one {derived.capsul} is known by "
-            f"(provider {cfg.name!r}); ssh will refuse it"
-        )
-    return derived.keys
+        if any(k.blob == want for k in derived.revoked):
+            say(f"{host}: the server's key {shown} is revoked by provider {cfg.name!r}")
+        else:
+            say(
+                f"{host}: the server's key {shown} is not one {derived.capsul} is known by "
+                f"(provider {cfg.name!r}); ssh will refuse it"
+            )
+    return derived
 
 
 def _derive_quiet(

@@ -38,6 +38,9 @@ class CapsulAPI:
         self.body_override: bytes | None = None
         self.delay = 0.0
         self.generated_at: str | None = None
+        self.revoked: list[dict[str, str]] = []  # top-level revoked_keys entries
+        self.signing_key: Any = None  # a cryptography private key: sign every body
+        self.signature_override: str | None = None  # a Sshpin-Signature header to send
 
     def add(
         self,
@@ -72,8 +75,18 @@ class CapsulAPI:
     def body(self) -> bytes:
         with self.lock:
             generated = self.generated_at or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            doc = {"account": self.account, "generated_at": generated, "capsuls": self.capsuls}
+            doc: dict[str, Any] = {
+                "account": self.account,
+                "generated_at": generated,
+                "capsuls": self.capsuls,
+            }
+            if self.revoked:
+                doc["revoked_keys"] = self.revoked
             return json.dumps(doc, indent=1).encode()
+
+    def revoke(self, pub_lines: list[str]) -> None:
+        with self.lock:
+            self.revoked = [host_key_entry(line) for line in pub_lines]
 
     def count(self) -> int:
         with self.lock:
@@ -119,6 +132,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(304, b"", {"ETag": etag})
             return
         headers = {"Content-Type": "application/json", "ETag": etag, **api.extra_headers}
+        if api.signature_override is not None:
+            headers["Sshpin-Signature"] = api.signature_override
+        elif api.signing_key is not None:
+            import base64
+
+            from sshpin.sshsig import sign
+
+            headers["Sshpin-Signature"] = base64.b64encode(sign(api.signing_key, body)).decode()
         self._send(200, body, headers)
 
 

@@ -14,6 +14,10 @@ if TYPE_CHECKING:
     from sshpin.config import ProviderConfig
 
 
+MAX_AGE = 30 * 86400  # a signed document older than this is refused (DESIGN.md section 4)
+SKEW = 300.0  # clocks may differ this much
+
+
 class CapsulProvider(Provider):
     def __init__(self, cfg: ProviderConfig) -> None:
         super().__init__(cfg)
@@ -44,11 +48,61 @@ class CapsulProvider(Provider):
             raise VerificationError(
                 f"{what}: answer is {content_type or 'untyped'}, not application/json"
             )
+        signing_keys = list(self.cfg.get("signing_keys") or [])
+        if signing_keys:
+            self._check_signature(r.headers.get("sshpin-signature"), r.body, signing_keys)
         try:
             doc = parse_capsul_api(r.body, self.name, self.url)
         except VerificationError as e:
             raise VerificationError(f"{what}: {e}") from None
+        if signing_keys:
+            self._check_age(doc, previous, now)
+            doc.signed = True
         etag = r.headers.get("etag")
         doc.etag = etag if etag and etag.isascii() and etag.isprintable() else None
         doc.fetched_at = now
         return doc
+
+    def _check_signature(self, header: str | None, body: bytes, signing_keys: list[str]) -> None:
+        """``Sshpin-Signature``: base64 of a binary SSHSIG over the exact body bytes."""
+        import binascii
+
+        from sshpin import sshsig
+        from sshpin.keys import parse_line
+
+        what = f"provider {self.name!r}"
+        if not header:
+            raise VerificationError(f"{what}: document is not signed (no Sshpin-Signature)")
+        try:
+            blob = binascii.a2b_base64(header.strip().encode("ascii"), strict_mode=True)
+        except (binascii.Error, UnicodeEncodeError):
+            raise VerificationError(f"{what}: Sshpin-Signature is not base64") from None
+        allowed = [parse_line(line) for line in signing_keys]
+        try:
+            sshsig.verify(blob, body, allowed)
+        except VerificationError as e:
+            raise VerificationError(f"{what}: document signature refused: {e}") from None
+
+    def _check_age(self, doc: Document, previous: Document | None, now: float) -> None:
+        """No rollback to an older document, and none older than 30 days."""
+        what = f"provider {self.name!r}"
+        if previous is not None and previous.signed and doc.generated_at < previous.generated_at:
+            raise VerificationError(
+                f"{what}: document generated at {_iso(doc.generated_at)} is older than the "
+                f"cached one ({_iso(previous.generated_at)}): refused as a rollback"
+            )
+        if doc.generated_at < now - MAX_AGE:
+            raise VerificationError(
+                f"{what}: signed document generated at {_iso(doc.generated_at)} is more than "
+                "30 days old: refused"
+            )
+        if doc.generated_at > now + SKEW:
+            raise VerificationError(
+                f"{what}: document generated at {_iso(doc.generated_at)}, in the future"
+            )
+
+
+def _iso(ts: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

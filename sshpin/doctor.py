@@ -195,6 +195,9 @@ def _provider_check(p: config_mod.ProviderConfig) -> Check:
         except SshpinError as e:
             return Check(name, False, str(e), "fix ca_keys or ca_key_files")
         return Check(name, True, f"{count} CA key(s)")
+    if p.type == "url":
+        count = len(p.get("signing_keys"))
+        return Check(name, True, f"{count} signing key(s); key files are fetched per host")
     from sshpin.providers import for_config
 
     try:

@@ -130,6 +130,18 @@ def _from_provider(request: Request) -> list[str]:
     store = cache.ProviderCache(root, provider.name)
     entry = store.read_host(request.host)
     now = time.time()
+    if provider.type == "url":
+        if (
+            entry is not None
+            and cache.age(entry.fetched_at, now) < provider.ttl
+            and (request.want is None or any(k.blob == request.want for k in entry.keys))
+        ):
+            log(f"{request.host}: cached (signed key file {entry.source})")
+            return entry.lines(request.token)
+        full_environment()
+        from sshpin.refresh import obtain_file
+
+        return obtain_file(provider, store, request, entry, now, say, log).lines(request.token)
     if entry is not None and provider.get("signing_keys") and not entry.signed:
         entry = None  # signing_keys were added since: unsigned keys are not good enough now
     if (

@@ -89,8 +89,10 @@ def get(
     headers: dict[str, str],
     max_body: int,
     what: str,
+    allow_404: bool = False,
 ) -> Response:
-    """GET with the rules above; returns 200 and 304 answers, raises for everything else."""
+    """GET with the rules above; returns 200 and 304 answers (and 404 when ``allow_404``),
+    raises for everything else."""
     deadline = time.monotonic() + TOTAL_TIMEOUT
     attempt = 0
     while True:
@@ -132,6 +134,8 @@ def get(
                 raise ProviderError(
                     f"{what}: provider busy or failing (HTTP {status}), retry later"
                 )
+            if status == 404 and allow_404:
+                return Response(404, {}, b"")
             if status not in (200, 304):
                 raise ProviderError(f"{what}: unexpected HTTP {status}")
             body = _read_capped(r, max_body, deadline, what) if status == 200 else b""

@@ -302,6 +302,9 @@ def cmd_refresh(token: str | None, out: TextIO) -> int:
     failed: SshpinError | None = None
     for p in targets:
         store = cache.ProviderCache(config.cache_dir(), p.name)
+        if p.type == "url":
+            failed = _refresh_files(p, store, [host] if host else store.hosts(), out) or failed
+            continue
         try:
             doc, changes = refetch(p, store, lambda m: None, lambda m: None)
         except SshpinError as e:
@@ -319,6 +322,34 @@ def cmd_refresh(token: str | None, out: TextIO) -> int:
     if failed is not None:
         raise type(failed)("cache refresh: not every provider could be fetched") from None
     return 0
+
+
+def _refresh_files(
+    p: config.ProviderConfig, store: cache.ProviderCache, hosts: list[str], out: TextIO
+) -> SshpinError | None:
+    """Refetch each host's signed key file; report changes; the first error, if any."""
+    from sshpin.hostkeys import Request
+    from sshpin.refresh import obtain_file
+
+    failed: SshpinError | None = None
+    for host in hosts:
+        entry = store.read_host(host)
+        before = {k.sha256() for k in entry.keys} if entry else set()
+        try:
+            request = Request("ORDER", host, host, None, None)
+            fresh = obtain_file(p, store, request, entry, time.time(), warn, lambda m: None, True)
+        except SshpinError as e:
+            warn(f"cache refresh: {e}")
+            failed = e
+            continue
+        after = {k.sha256() for k in fresh.keys}
+        if before == after:
+            out.write(f"{host}: no key changes at provider {p.name!r}\n")
+        else:
+            changes = [f"+{fp}" for fp in sorted(after - before)]
+            changes += [f"-{fp}" for fp in sorted(before - after)]
+            out.write(f"{host}: changed: {' '.join(changes)}\n")
+    return failed
 
 
 def _concerns(record: dict[str, Any], host: str, store: cache.ProviderCache | None) -> bool:

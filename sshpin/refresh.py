@@ -271,3 +271,88 @@ def refetch(
                 store.write_host(derived)
     _announce(changes, say)
     return fresh, changes
+
+
+def obtain_file(
+    cfg: ProviderConfig,
+    store: cache.ProviderCache,
+    request: Request,
+    entry: cache.HostEntry | None,
+    now: float,
+    say: Say,
+    log: Say,
+    force: bool = False,
+) -> cache.HostEntry:
+    """The slow path of a ``url`` provider: one signed key file per host, cached as the host
+    entry itself; the same lock, re-check, mismatch limit and stale rules as documents."""
+    from sshpin.providers.url import HostFileProvider
+
+    host, want = request.host, request.want
+    if entry is not None and cache.age(entry.fetched_at, now) < cfg.ttl and not force:
+        # fresh, so the server's key is not among the keys: refetch, at most every 30 s
+        if not store.mismatch_allowed(host, now):
+            log(f"{host}: refetch for an unknown key was done under 30 s ago; not again yet")
+            return _final_file(cfg, entry, want, say)
+        _try(lambda: store.mark_mismatch(host, now), log)
+    seen = entry.fetched_at if entry is not None else None
+    with store.lock(LOCK_WAIT) as locked:
+        latest = store.read_host(host)
+        if not force and latest is not None and latest.fetched_at != seen:
+            log(f"{host}: another sshpin fetched while this one waited; using its result")
+            return _final_file(cfg, latest, want, say)
+        if not locked:
+            say(f"{host}: timed out waiting for another sshpin's fetch")
+        else:
+            try:
+                fresh = HostFileProvider(cfg).fetch_host(host, time.time())
+            except (ProviderError, VerificationError) as e:
+                if (
+                    not force
+                    and entry is not None
+                    and cache.age(entry.fetched_at, now) < cfg.ttl + cfg.stale_if_error
+                ):
+                    say(f"{e}; using keys fetched {_ago(now - entry.fetched_at)} (stale)")
+                    return entry
+                raise
+            records = _file_changes(cfg.name, entry, fresh)
+            _save(store, fresh, log)
+            if records:
+                _try(lambda: cache.append_history(store.root, records), log)
+                _announce(records, say)
+            return _final_file(cfg, fresh, want, say)
+    if entry is not None and cache.age(entry.fetched_at, now) < cfg.ttl + cfg.stale_if_error:
+        return entry
+    raise ProviderError(f"provider {cfg.name!r}: no key file could be obtained for {host}")
+
+
+def _final_file(
+    cfg: ProviderConfig, entry: cache.HostEntry, want: bytes | None, say: Say
+) -> cache.HostEntry:
+    if want is not None and not _has(entry, want):
+        say(
+            f"{entry.host}: the server's key is not in the signed key file "
+            f"(provider {cfg.name!r}); ssh will refuse it"
+        )
+    return entry
+
+
+def _file_changes(
+    provider: str, old: cache.HostEntry | None, new: cache.HostEntry
+) -> list[dict[str, object]]:
+    before = {k.sha256() for k in old.keys} if old is not None else set()
+    after = {k.sha256() for k in new.keys}
+    if before == after:
+        return []
+    return [
+        {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(new.fetched_at)),
+            "provider": provider,
+            "capsul": new.host,
+            "name": new.host,
+            "addresses": [],
+            "event": "first-seen" if old is None else "changed",
+            "added": sorted(after - before),
+            "removed": sorted(before - after),
+            "source": new.source,
+        }
+    ]

@@ -41,6 +41,8 @@ class CapsulAPI:
         self.revoked: list[dict[str, str]] = []  # top-level revoked_keys entries
         self.signing_key: Any = None  # a cryptography private key: sign every body
         self.signature_override: str | None = None  # a Sshpin-Signature header to send
+        self.files: dict[str, bytes] = {}  # object storage: /files/<path> (type = "url")
+        self.file_requests = 0
 
     def add(
         self,
@@ -111,6 +113,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         api = self.server.api
+        if self.path.startswith("/files/"):
+            with api.lock:
+                api.file_requests += 1
+                data = api.files.get(self.path[len("/files/") :])
+            if data is None:
+                self._send(404, b"not found\n", {"Content-Type": "text/plain"})
+            else:
+                self._send(200, data, {"Content-Type": "application/octet-stream"})
+            return
         if self.path.rstrip("/") != self.server.prefix + "/capsuls":
             self._send(404, b"not found\n", {"Content-Type": "text/plain"})
             return
@@ -142,6 +153,18 @@ class _Handler(BaseHTTPRequestHandler):
             headers["Sshpin-Signature"] = base64.b64encode(sign(api.signing_key, body)).decode()
         self._send(200, body, headers)
 
+    def do_PUT(self) -> None:
+        """Object storage upload (a presigned URL stands in for its own authorization)."""
+        api = self.server.api
+        length = int(self.headers.get("Content-Length") or 0)
+        if not self.path.startswith("/files/") or not 0 < length <= 65536:
+            self._send(400, b"bad upload\n", {"Content-Type": "text/plain"})
+            return
+        data = self.rfile.read(length)
+        with api.lock:
+            api.files[self.path[len("/files/") :]] = data
+        self._send(200, b"", {})
+
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
@@ -171,6 +194,10 @@ class ReferenceServer:
     @property
     def api_url(self) -> str:
         return f"https://127.0.0.1:{self.port}/api"
+
+    @property
+    def files_url(self) -> str:
+        return f"https://127.0.0.1:{self.port}/files"
 
     def start(self) -> ReferenceServer:
         self._thread.start()

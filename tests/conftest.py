@@ -163,8 +163,7 @@ class Pin:
                 store.write_host(entry)
 
     def age_mismatch_marks(self, seconds: float = 31) -> None:
-        marks = self.cache / "capsul" / "mismatch"
-        for mark in marks.iterdir() if marks.exists() else []:
+        for mark in self.cache.glob("*/mismatch/*"):
             st = mark.stat()
             os.utime(mark, (st.st_atime - seconds, st.st_mtime - seconds))
 

@@ -1,0 +1,89 @@
+"""``type = "url"``: signed host-key files in object storage (DESIGN.md section 4).
+
+For a host, ``url`` (with ``{host}`` = the host without its port, URL-quoted) holds public key
+lines as in ``/etc/ssh/ssh_host_*_key.pub``, and ``{url}.sig`` an armored SSHSIG of that file
+made by ``ssh-keygen -Y sign -n sshpin-hostkeys`` with one of ``signing_keys``. Unlike the
+capsul API there is no account-wide document: each host's file is fetched and cached on its
+own, as the host entry itself.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from sshpin import http
+from sshpin.cache import HostEntry
+from sshpin.errors import NoKeysError, UnsupportedKeyError, VerificationError
+
+if TYPE_CHECKING:
+    from sshpin.config import ProviderConfig
+    from sshpin.keys import HostKey
+
+MAX_FILE = 65536
+MAX_SIG = 16384
+RULE = "url"
+
+
+class HostFileProvider:
+    def __init__(self, cfg: ProviderConfig) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+
+    def url_for(self, host: str) -> str:
+        return str(self.cfg.get("url")).replace("{host}", quote(host, safe=""))
+
+    def fetch_host(self, host: str, now: float) -> HostEntry:
+        from sshpin import sshsig
+        from sshpin.keys import parse_line
+
+        url = self.url_for(host)
+        what = f"provider {self.name!r}"
+        s = http.session(str(self.cfg.get("ca_bundle") or ""))
+        try:
+            body = http.get(s, url, {}, MAX_FILE, what, allow_404=True)
+            if body.status == 404:
+                raise NoKeysError(f"{what}: no key file for {host} ({url}: HTTP 404)")
+            sig = http.get(s, url + ".sig", {}, MAX_SIG, what, allow_404=True)
+            if sig.status == 404:
+                raise VerificationError(f"{what}: key file for {host} is not signed (no .sig)")
+        finally:
+            s.close()
+        try:
+            text = sig.body.decode("ascii")
+        except UnicodeDecodeError:
+            raise VerificationError(f"{what}: {url}.sig is not an armored signature") from None
+        allowed = [parse_line(line) for line in self.cfg.get("signing_keys")]
+        try:
+            sshsig.verify(sshsig.unarmor(text), body.body, allowed)
+        except VerificationError as e:
+            raise VerificationError(f"{what}: signature of {url} refused: {e}") from None
+        keys = parse_key_file(body.body, f"{what}: {url}")
+        return HostEntry(host, host, RULE, now, keys, True, url)
+
+
+def parse_key_file(data: bytes, where: str) -> list[HostKey]:
+    """Public key lines; comments and blank lines skipped, refused types (DSA...) skipped,
+    anything malformed refuses the whole file."""
+    from sshpin.keys import parse_line
+
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise VerificationError(f"{where}: not UTF-8 text") from None
+    keys: list[HostKey] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        try:
+            key = parse_line(stripped)
+        except UnsupportedKeyError:
+            continue
+        except VerificationError as e:
+            raise VerificationError(f"{where}: line {number}: {e}") from None
+        if key not in keys:
+            keys.append(key)
+    if not keys:
+        raise NoKeysError(f"{where}: no usable host key in the file")
+    return keys

@@ -270,6 +270,35 @@ def main() -> int:
                 t["cold"] / t["bare"] <= 1.5,
             )
         )
+        # Throughput: scp of a large file through `sshpin proxy` against scp straight to sshd.
+        big = work / "big.bin"
+        with open(big, "wb") as f:
+            for _ in range(128):
+                f.write(os.urandom(1 << 20))
+        proxied_cfg = work / "ssh_proxied"
+        proxied_cfg.write_text(
+            f"Host capsul-*\n    ProxyCommand {' '.join(hook)} proxy %h %p\n"
+            + hooked_cfg.read_text()
+        )
+        api.add("capsul-bench", [host_pub], ipv4="127.0.0.1")
+
+        def scp(cfg: Path, host: str, upload: bool) -> list[str]:
+            remote = f"{host}:{work}/copy-{'up' if upload else 'down'}"
+            local = [str(big)] if upload else []
+            files = [*local, remote] if upload else [f"{host}:{big}", str(work / "down")]
+            return ["scp", "-q", "-F", str(cfg), "-i", client, "-P", str(sshd.port), "-o",
+                    f"UserKnownHostsFile={empty}", *files]  # fmt: skip
+
+        for upload in (True, False):
+            t = alternate(
+                5,
+                direct=run(scp(hooked_cfg, "127.0.0.1", upload), env(ssh_cache)),
+                proxy=run(scp(proxied_cfg, "capsul-bench", upload), env(ssh_cache)),
+            )
+            way = "upload" if upload else "download"
+            ratio = t["direct"] / t["proxy"]
+            rows.append((f"scp {way} of 128 MiB through `sshpin proxy`: throughput vs direct",
+                         ">= 0.9", f"{ratio:.2f}", ratio >= 0.9))  # fmt: skip
     finally:
         if sshd is not None:
             sshd.stop()

@@ -105,7 +105,17 @@ def read_small(path: str, limit: int = 65536) -> bytes | None:
 class HostEntry:
     """What the hook prints for one host: the keys, and where and when they came from."""
 
-    __slots__ = ("capsul", "fetched_at", "host", "keys", "revoked", "rule", "signed", "source")
+    __slots__ = (
+        "address",
+        "capsul",
+        "fetched_at",
+        "host",
+        "keys",
+        "revoked",
+        "rule",
+        "signed",
+        "source",
+    )
 
     def __init__(
         self,
@@ -117,7 +127,9 @@ class HostEntry:
         signed: bool = False,
         source: str = "",
         revoked: list[HostKey] | None = None,
+        address: str = "",
     ) -> None:
+        self.address = address  # the capsul's address, for ``sshpin proxy``
         self.revoked = revoked or []
         self.host = host
         self.capsul = capsul
@@ -142,6 +154,8 @@ class HostEntry:
             f"signed {int(self.signed)}",
             f"source {self.source}",
         ]
+        if self.address:
+            lines.append(f"address {self.address}")
         lines += [f"key {k.openssh()}" for k in self.keys]
         lines += [f"revoked {k.openssh()}" for k in self.revoked]
         lines.append("end")
@@ -174,6 +188,7 @@ class HostEntry:
                 signed=fields["signed"] == "1",
                 source=fields["source"],
                 revoked=revoked,
+                address=fields.get("address", ""),
             )
         except (KeyError, ValueError, VerificationError):
             return None

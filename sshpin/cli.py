@@ -51,7 +51,24 @@ def main(argv: list[str] | None = None) -> int:
         return hook(args[1:], verbose)
     if args[:1] == ["ssh"]:  # ssh's own options must reach ssh untouched by argparse
         return ssh_main(args[1:])
+    if args[:1] == ["proxy"] and args[1:2] not in (["-h"], ["--help"]):
+        return _proxy(args[1:])  # run by ssh on every connection: no argparse
     return _run(args, verbose)
+
+
+def _proxy(args: list[str]) -> int:
+    from sshpin.errors import EXIT_USAGE, SshpinError
+
+    if len(args) != 2:
+        sys.stderr.write("sshpin: usage: sshpin proxy HOST PORT   (ProxyCommand ... %h %p)\n")
+        return EXIT_USAGE
+    from sshpin.proxy import main as proxy
+
+    try:
+        return proxy(args[0], args[1])
+    except SshpinError as e:
+        sys.stderr.write(f"sshpin: {e}\n")
+        return e.exit_status
 
 
 def ssh_main(argv: list[str] | None = None) -> int:
@@ -155,6 +172,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ssh_args", metavar="SSH-ARGUMENTS", nargs="*")
 
     p = sub.add_parser(
+        "proxy",
+        help="ProxyCommand: resolve a capsul id to its address, pin its keys, relay bytes",
+        description="Run by ssh as: ProxyCommand sshpin proxy %%h %%p. Resolves capsul ids "
+        "and aliases through the provider, writes the host's authentic keys to sshpin's "
+        "managed known_hosts file, connects, and relays until the server closes.",
+    )
+    p.add_argument("host", metavar="HOST", help="the host to connect to (%%h)")
+    p.add_argument("port", metavar="PORT", help="the port (%%p)")
+
+    p = sub.add_parser(
         "setup",
         help="hand the configured hosts to sshpin in ~/.ssh/config (idempotent, with backups)",
         description="Writes the ssh snippet next to the config and one Include line at the top "
@@ -178,6 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--undo",
         action="store_true",
         help="remove what setup added: the Include, the snippet, unedited provider tables",
+    )
+    p.add_argument(
+        "--legacy",
+        action="store_true",
+        help="for OpenSSH before 8.5: ProxyCommand and a managed known_hosts file",
     )
     p.set_defaults(func=_cmd_setup)
 
@@ -317,7 +349,9 @@ def _cmd_setup(ns: argparse.Namespace) -> int:
             raise UsageError("setup: --undo takes no --provider, --api-url or --hosts")
         changes = sshconfig.undo(path)
     else:
-        changes = sshconfig.setup(path, ns.provider, ns.api_url, ns.hosts)
+        changes = sshconfig.setup(
+            path, ns.provider, ns.api_url, ns.hosts, True if ns.legacy else None
+        )
     for line in changes or [
         "nothing to change: already set up" if not ns.undo else "nothing to undo"
     ]:

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from sshpin import config as config_mod
 from sshpin import pins
 from sshpin.errors import AuthError, SshpinError
+from sshpin.proxy import managed_known_hosts
 from sshpin.sshconfig import (
     HOOK_ARGS,
+    LEGACY_MARK,
     _read,
     hook_command,
     include_state,
@@ -81,9 +83,15 @@ def run(ssh_config: str, explicit: bool, check_providers: bool = True) -> list[C
     if not ssh:
         return [Check("openssh", False, "ssh not found on PATH", "install OpenSSH's client")]
     version_text, version = openssh_version(ssh)
+    existing, _ = _read(snippet_path())
+    legacy = existing is not None and LEGACY_MARK in existing
     if version is None:
         checks.append(
             Check("openssh", False, f"cannot tell the version of {ssh}: {version_text!r}")
+        )
+    elif version < MIN_OPENSSH and legacy:
+        checks.append(
+            Check("openssh", True, f"{version_text}: legacy mode (ProxyCommand) is set up")
         )
     elif version < MIN_OPENSSH:
         checks.append(
@@ -91,11 +99,12 @@ def run(ssh_config: str, explicit: bool, check_providers: bool = True) -> list[C
                 "openssh",
                 False,
                 f"{version_text} predates KnownHostsCommand (OpenSSH 8.5)",
-                "upgrade OpenSSH to 8.5 or later",
+                "sshpin setup --legacy (or upgrade OpenSSH to 8.5 or later)",
             )
         )
     else:
-        checks.append(Check("openssh", True, f"{version_text} supports KnownHostsCommand"))
+        mode = "; legacy mode is set up" if legacy else ""
+        checks.append(Check("openssh", True, f"{version_text} supports KnownHostsCommand{mode}"))
 
     path = config_mod.config_path()
     try:
@@ -122,7 +131,7 @@ def run(ssh_config: str, explicit: bool, check_providers: bool = True) -> list[C
 
     snippet = snippet_path()
     if cfg is not None:
-        want = render_snippet(cfg.providers, path, hook_command(), pins.hosts())
+        want = render_snippet(cfg.providers, path, hook_command(), pins.hosts(), legacy)
         have, _ = _read(snippet)
         if have == want:
             checks.append(Check("snippet", True, f"{snippet} is up to date"))
@@ -139,8 +148,9 @@ def run(ssh_config: str, explicit: bool, check_providers: bool = True) -> list[C
             Check("include", False, f"{ssh_config} has {where} {snippet}", "sshpin setup")
         )
 
-    if cfg is not None and version is not None and version >= MIN_OPENSSH:
+    if cfg is not None and version is not None:
         hook = " ".join(hook_command()) + " " + HOOK_ARGS
+        proxy = " ".join(hook_command()) + " proxy %h %p"
         for p in cfg.providers:
             host = sample_host(ssh_patterns(p.hosts)[0])
             if host is None:
@@ -150,9 +160,16 @@ def run(ssh_config: str, explicit: bool, check_providers: bool = True) -> list[C
             except SshpinError as e:
                 checks.append(Check(f"ssh {p.name}", False, str(e), f"fix {ssh_config}"))
                 continue
-            command = seen.get("knownhostscommand", "none")
             strict = seen.get("stricthostkeychecking", "")
-            if command == hook and strict == "true":
+            if legacy:
+                command = seen.get("proxycommand", "none")
+                ok = command == proxy and managed_known_hosts() in _expanded(seen)
+                what = "proxycommand"
+            else:
+                command = seen.get("knownhostscommand", "none")
+                ok = command == hook
+                what = "knownhostscommand"
+            if ok and strict == "true":
                 checks.append(
                     Check(f"ssh {p.name}", True, f"ssh -G {host}: sshpin hook, strict checking")
                 )
@@ -161,7 +178,7 @@ def run(ssh_config: str, explicit: bool, check_providers: bool = True) -> list[C
                     Check(
                         f"ssh {p.name}",
                         False,
-                        f"ssh -G {host}: knownhostscommand {command}, "
+                        f"ssh -G {host}: {what} {command}, "
                         f"stricthostkeychecking {strict or 'unset'}",
                         "sshpin setup; an earlier KnownHostsCommand or StrictHostKeyChecking "
                         "line for this host wins over sshpin's",
@@ -183,6 +200,14 @@ def run(ssh_config: str, explicit: bool, check_providers: bool = True) -> list[C
     except OSError as e:
         checks.append(Check("cache", False, f"{cache}: {e.strerror}", "check its parent"))
     return checks
+
+
+def _expanded(seen: dict[str, str]) -> list[str]:
+    """The user known_hosts files ssh -G reports, ~ expanded as ssh does."""
+    from sshpin.sshconfig import real_home
+
+    files = seen.get("userknownhostsfile", "").split()
+    return [real_home() + f[1:] if f.startswith("~/") else f for f in files]
 
 
 def _provider_check(p: config_mod.ProviderConfig) -> Check:

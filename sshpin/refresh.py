@@ -43,6 +43,7 @@ def derive(cfg: ProviderConfig, doc: Document, host: str) -> cache.HostEntry | N
         doc.signed,
         doc.source,
         list(doc.revoked),
+        capsul.ipv4 or capsul.ipv6 or "",
     )
 
 

@@ -33,6 +33,10 @@ INCLUDE_MARK = "# sshpin: pinned host keys; 'sshpin setup --undo' removes this l
 SNIPPET_HEAD = "# Written by 'sshpin setup' from"
 BLOCK_BEGIN = "# sshpin setup added this provider"
 BLOCK_END = "# end of the provider sshpin setup added"
+LEGACY_MARK = (
+    "# Legacy mode (sshpin setup --legacy), for OpenSSH before 8.5: sshpin runs as the\n"
+    "# ProxyCommand and keeps the hosts' authentic keys in its own known_hosts file."
+)
 
 
 def sshpin_command() -> list[str]:
@@ -115,17 +119,39 @@ def ssh_patterns(hosts: list[str]) -> tuple[list[str], list[str]]:
     return out, skipped
 
 
+def _directives(command: list[str], legacy: bool) -> list[str]:
+    if not legacy:
+        return [f"    KnownHostsCommand {hook_line(command)}", "    StrictHostKeyChecking yes"]
+    from sshpin.proxy import managed_known_hosts
+
+    proxy = " ".join(_ssh_word(w) for w in command) + " proxy %h %p"
+    files = ["~/.ssh/known_hosts", "~/.ssh/known_hosts2", _tilde(managed_known_hosts())]
+    return [
+        f"    ProxyCommand {proxy}",
+        "    UserKnownHostsFile " + " ".join(_ssh_word(f) for f in files),
+        "    StrictHostKeyChecking yes",
+    ]
+
+
+def _tilde(path: str) -> str:
+    home = real_home().rstrip("/") + "/"
+    return "~/" + path[len(home) :] if path.startswith(home) else path
+
+
 def render_snippet(
     providers: list[ProviderConfig],
     source: str,
     command: list[str],
     pinned: list[str] | None = None,
+    legacy: bool = False,
 ) -> str:
     lines = [
         f"{SNIPPET_HEAD} {source}; edit that file and run 'sshpin setup' again.",
         "# See sshpin(1). Each block hands the hosts of one provider to sshpin:",
         "# ssh asks sshpin for their authentic keys and refuses any other key, with no prompt.",
     ]
+    if legacy:
+        lines.append(LEGACY_MARK)
     for p in providers:
         patterns, skipped = ssh_patterns(p.hosts)
         lines.append("")
@@ -136,21 +162,23 @@ def render_snippet(
             lines.append("# (no host of this provider can be named in a Host line)")
             continue
         lines.append("Host " + " ".join(patterns))
-        lines.append(f"    KnownHostsCommand {hook_line(command)}")
-        lines.append("    StrictHostKeyChecking yes")
+        lines.extend(_directives(command, legacy))
     if pinned:
         lines.append("")
         lines.append("# hosts pinned with 'sshpin pin'")
         lines.append("Host " + " ".join(pinned))
-        lines.append(f"    KnownHostsCommand {hook_line(command)}")
-        lines.append("    StrictHostKeyChecking yes")
+        lines.extend(_directives(command, legacy))
     return "\n".join(lines) + "\n"
 
 
-def current_snippet() -> tuple[str, str]:
-    """(path, text) of the snippet as the config file and the pins call for it now."""
+def current_snippet(legacy: bool | None = None) -> tuple[str, str]:
+    """(path, text) of the snippet as the config file and the pins call for it now; in the
+    mode the existing snippet is in unless ``legacy`` says otherwise."""
     from sshpin import pins
 
+    if legacy is None:
+        existing, _ = _read(snippet_path())
+        legacy = existing is not None and LEGACY_MARK in existing
     path = config_path()
     providers = parse_file(path) if os.path.exists(path) else []
     pinned = pins.hosts()
@@ -159,7 +187,7 @@ def current_snippet() -> tuple[str, str]:
             f"setup: no provider in {path} and no pin: run "
             "'sshpin setup --provider NAME --api-url URL [--hosts PATTERN...]'"
         )
-    return snippet_path(), render_snippet(providers, path, hook_command(), pinned)
+    return snippet_path(), render_snippet(providers, path, hook_command(), pinned, legacy)
 
 
 def refresh_snippet() -> str | None:
@@ -176,9 +204,7 @@ def refresh_snippet() -> str | None:
 
 
 def include_line(snippet: str) -> str:
-    home = real_home().rstrip("/") + "/"
-    shown = "~/" + snippet[len(home) :] if snippet.startswith(home) else snippet
-    return "Include " + _ssh_word(shown, tokens=False)
+    return "Include " + _ssh_word(_tilde(snippet), tokens=False)
 
 
 # ---- ~/.ssh/config ----------------------------------------------------------------------
@@ -348,6 +374,7 @@ def setup(
     provider: str | None = None,
     api_url: str | None = None,
     hosts: list[str] | None = None,
+    legacy: bool | None = None,
 ) -> list[str]:
     """Do the setup; return one line per change (empty when nothing needed to change)."""
     say: list[str] = []
@@ -356,7 +383,7 @@ def setup(
         _add_provider(path, provider, api_url, hosts or ["capsul-*"], say)
     elif api_url is not None or hosts:
         raise UsageError("setup: --api-url and --hosts need --provider NAME")
-    snippet, text = current_snippet()
+    snippet, text = current_snippet(legacy)
     old, mode = _read(snippet)
     if old != text:
         _ensure_parent(snippet)

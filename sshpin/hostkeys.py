@@ -114,7 +114,10 @@ def lookup(request: Request) -> list[str]:
 
 def _from_provider(request: Request) -> list[str]:
     root = config.cache_dir()
-    cache.ensure_dir(root)
+    try:
+        cache.ensure_dir(root)
+    except OSError as e:
+        raise ConfigError(f"cache dir {root}: {e.strerror or e}") from None
     cfg = config.load(cache=root)
     if cfg is None:
         log(f"no config file ({config.config_path()}): {request.host} is not managed")

@@ -83,7 +83,44 @@ def _retry_after(value: str | None, now: float) -> float:
     return max(0.0, when.timestamp() - now)
 
 
+class _Expired(BaseException):
+    """Raised by the deadline alarm; a BaseException so no library handler swallows it."""
+
+
+def _alarm(signum: int, frame: object) -> None:
+    raise _Expired
+
+
 def get(
+    s: requests.Session,
+    url: str,
+    headers: dict[str, str],
+    max_body: int,
+    what: str,
+    allow_404: bool = False,
+) -> Response:
+    """``_get`` under a hard deadline. requests' read timeout applies to each socket read, so a
+    server trickling a byte at a time could hold the caller for ever; in the main thread an
+    interval timer (SIGALRM) ends the whole exchange at TOTAL_TIMEOUT (plus a second)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return _get(s, url, headers, max_body, what, allow_404)
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, TOTAL_TIMEOUT + 1.0)
+    try:
+        return _get(s, url, headers, max_body, what, allow_404)
+    except _Expired:
+        raise ProviderError(
+            f"{what}: timed out (no whole answer within {TOTAL_TIMEOUT:.0f} s)"
+        ) from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _get(
     s: requests.Session,
     url: str,
     headers: dict[str, str],
@@ -99,7 +136,7 @@ def get(
         attempt += 1
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise ProviderError(f"{what}: no answer within {TOTAL_TIMEOUT:.0f} s")
+            raise ProviderError(f"{what}: timed out (no answer within {TOTAL_TIMEOUT:.0f} s)")
         try:
             r = s.get(
                 url,
@@ -156,7 +193,9 @@ def _read_capped(r: requests.Response, limit: int, deadline: float, what: str) -
             if size > limit:
                 raise VerificationError(f"{what}: body exceeds the limit ({limit} bytes)")
             if time.monotonic() > deadline:
-                raise ProviderError(f"{what}: body not received within {TOTAL_TIMEOUT:.0f} s")
+                raise ProviderError(
+                    f"{what}: timed out (body not received within {TOTAL_TIMEOUT:.0f} s)"
+                )
             chunks.append(chunk)
     except requests.exceptions.RequestException as e:
         raise ProviderError(f"{what}: body not received: {_reason(e)}") from e

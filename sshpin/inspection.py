@@ -70,6 +70,15 @@ def _state(row: Row, now: float) -> str:
     return "expired"
 
 
+def _cache_root() -> str:
+    """The cache dir, refused (as the hook refuses it) if another user owns it or others may
+    write to it: what such a cache says cannot be trusted, not even for display."""
+    root = config.cache_dir()
+    if os.path.lexists(root):
+        cache.ensure_dir(root, create=False)
+    return root
+
+
 def _host_arg(text: str) -> str:
     try:
         host, _port = split_host(text)
@@ -91,7 +100,7 @@ def _fetching(cfg: config.Config | None) -> list[config.ProviderConfig]:
 def rows(now: float) -> list[Row]:
     """Every cached capsul of every provider, and every pin. Damaged files: warned, skipped."""
     cfg = _load()
-    root = config.cache_dir()
+    root = _cache_root()
     out: list[Row] = []
     for p in _fetching(cfg):
         store = cache.ProviderCache(root, p.name)
@@ -216,7 +225,7 @@ def known(host: str) -> Known:
         return Known(host, pin, None, None, why)
     if provider.type == "cert-authority":
         return Known(host, pin, provider, None, "a certificate authority vouches for it")
-    store = cache.ProviderCache(config.cache_dir(), provider.name)
+    store = cache.ProviderCache(_cache_root(), provider.name)
     entry = store.read_host(host)
     if entry is not None:
         return Known(host, pin, provider, entry, f"resolved by {entry.rule} to {entry.capsul}")
@@ -301,7 +310,7 @@ def cmd_refresh(token: str | None, out: TextIO) -> int:
         raise NoKeysError("cache refresh: no provider to fetch from is configured")
     failed: SshpinError | None = None
     for p in targets:
-        store = cache.ProviderCache(config.cache_dir(), p.name)
+        store = cache.ProviderCache(_cache_root(), p.name)
         if p.type == "url":
             failed = _refresh_files(p, store, [host] if host else store.hosts(), out) or failed
             continue
@@ -368,7 +377,7 @@ def _describe(r: dict[str, Any]) -> str:
 
 
 def cmd_clear(token: str | None, out: TextIO) -> int:
-    root = config.cache_dir()
+    root = _cache_root()
     count = 0
     names = sorted(os.listdir(root)) if os.path.isdir(root) else []
     provider_dirs = [n for n in names if os.path.isdir(os.path.join(root, n))]
@@ -401,7 +410,7 @@ def cmd_clear(token: str | None, out: TextIO) -> int:
 
 
 def cmd_history(token: str | None, as_json: bool, out: TextIO) -> int:
-    records = cache.read_history(config.cache_dir())
+    records = cache.read_history(_cache_root())
     if token is not None:
         host = _host_arg(token)
         records = [r for r in records if _concerns(r, host, None) or _cached_as(host, r)]
@@ -420,7 +429,7 @@ def _cached_as(host: str, record: dict[str, Any]) -> bool:
     if not isinstance(provider, str) or provider == "pin":
         return False
     try:
-        entry = cache.ProviderCache(config.cache_dir(), provider).read_host(host)
+        entry = cache.ProviderCache(_cache_root(), provider).read_host(host)
     except (OSError, ValueError):
         return False
     return entry is not None and entry.capsul == record.get("capsul")
@@ -473,7 +482,7 @@ def _snippet(out: TextIO) -> None:
 
 def _history(record: dict[str, object]) -> None:
     try:
-        cache.append_history(config.cache_dir(), [record])
+        cache.append_history(_cache_root(), [record])
     except (OSError, SshpinError) as e:
         warn(f"history not written: {e}")
 

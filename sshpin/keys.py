@@ -251,6 +251,28 @@ def parse_line(line: str) -> HostKey:
     return parse_key(fields[0], fields[1])
 
 
+def parse_key_lines(text: str, skip_unsupported: bool = False) -> list[HostKey]:
+    """The distinct keys of ``.pub`` or known_hosts lines (blank lines and ``#`` comments
+    skipped); VerificationError names the line. Refused types (DSA, short RSA) are errors
+    unless ``skip_unsupported``."""
+    keys: list[HostKey] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        try:
+            key = parse_line(stripped)
+        except UnsupportedKeyError as e:
+            if skip_unsupported:
+                continue
+            raise UnsupportedKeyError(f"line {number}: {e}") from None
+        except VerificationError as e:
+            raise VerificationError(f"line {number}: {e}") from None
+        if key not in keys:
+            keys.append(key)
+    return keys
+
+
 def _show(text: str) -> str:
     """A provider's string made safe to quote in a one-line message."""
     cut = text[:40] + ("..." if len(text) > 40 else "")

@@ -15,7 +15,7 @@ import time
 from sshpin import cache
 from sshpin.config import config_dir
 from sshpin.errors import ConfigError, UsageError, VerificationError
-from sshpin.keys import HostKey, parse_line
+from sshpin.keys import HostKey, parse_key_lines
 
 RULE = "pin"
 MAX_INPUT = 65536
@@ -56,17 +56,10 @@ def read(host: str) -> cache.HostEntry | None:
 def parse_pasted(text: str, host: str) -> list[HostKey]:
     """Keys pasted in ``.pub`` form (``type base64 [comment]``) or known_hosts form
     (``hosts type base64``); blank lines and ``#`` comments are skipped. Markers are refused."""
-    keys: list[HostKey] = []
-    for number, line in enumerate(text.splitlines(), 1):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        try:
-            key = parse_line(stripped)
-        except VerificationError as e:
-            raise UsageError(f"pin {host}: line {number}: {e}") from None
-        if key not in keys:
-            keys.append(key)
+    try:
+        keys = parse_key_lines(text)
+    except VerificationError as e:
+        raise UsageError(f"pin {host}: {e}") from None
     if not keys:
         raise UsageError(f"pin {host}: no key on standard input (paste .pub or known_hosts lines)")
     return keys

@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -108,11 +107,10 @@ def test_clear_errors(pin: Pin, provider: ReferenceServer) -> None:
 
 
 @pytest.fixture
-def proxied(pin: Pin, provider: ReferenceServer, keys: Keys, tmp_path: Path) -> Iterator[Path]:
+def proxied(pin: Pin, provider: ReferenceServer, keys: Keys, tmp_path: Path) -> Path:
     """A real sshd for the capsul capsul-test1; ssh reaches it only through sshpin proxy."""
     provider.api.add("capsul-test1", [keys.pub(keys.host)], ipv4="127.0.0.1")
-    yield tmp_path
-    del keys
+    return tmp_path
 
 
 def user_config(path: Path, keys: Keys, extra: str = "") -> Path:
@@ -124,15 +122,6 @@ def user_config(path: Path, keys: Keys, extra: str = "") -> Path:
         "    LogLevel ERROR\n"
     )
     return path
-
-
-@pytest.fixture
-def sshd(tmp_path: Path, keys: Keys) -> Iterator[Sshd]:
-    authorized = tmp_path / "authorized_keys"
-    authorized.write_text(keys.pub(keys.client) + "\n")
-    server = Sshd(str(tmp_path / "sshd"), [keys.host], str(authorized)).start()
-    yield server
-    server.stop()
 
 
 def run(pin: Pin, *argv: str) -> subprocess.CompletedProcess[str]:

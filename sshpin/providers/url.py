@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from sshpin import http
 from sshpin.cache import HostEntry
-from sshpin.errors import NoKeysError, UnsupportedKeyError, VerificationError
+from sshpin.errors import NoKeysError, VerificationError
 
 if TYPE_CHECKING:
     from sshpin.config import ProviderConfig
@@ -65,25 +65,14 @@ class HostFileProvider:
 def parse_key_file(data: bytes, where: str) -> list[HostKey]:
     """Public key lines; comments and blank lines skipped, refused types (DSA...) skipped,
     anything malformed refuses the whole file."""
-    from sshpin.keys import parse_line
+    from sshpin.keys import parse_key_lines
 
     try:
-        text = data.decode("utf-8")
+        keys = parse_key_lines(data.decode("utf-8"), skip_unsupported=True)
     except UnicodeDecodeError:
         raise VerificationError(f"{where}: not UTF-8 text") from None
-    keys: list[HostKey] = []
-    for number, line in enumerate(text.splitlines(), 1):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        try:
-            key = parse_line(stripped)
-        except UnsupportedKeyError:
-            continue
-        except VerificationError as e:
-            raise VerificationError(f"{where}: line {number}: {e}") from None
-        if key not in keys:
-            keys.append(key)
+    except VerificationError as e:
+        raise VerificationError(f"{where}: {e}") from None
     if not keys:
         raise NoKeysError(f"{where}: no usable host key in the file")
     return keys

@@ -111,7 +111,6 @@ def test_a_full_disk_still_prints_the_keys_and_keeps_the_cache(
 ) -> None:
     provider.api.add("capsul-l", [keys.pub(keys.host)])
     assert pin.hook("ORDER", "capsul-l").stdout
-    before = {p: p.read_bytes() for p in pin.cache.rglob("*") if p.is_file()}
     pin.expire(2 * 3600)
     expired = {p: p.read_bytes() for p in pin.cache.rglob("*") if p.is_file()}
     provider.api.set_keys("capsul-l", [keys.pub(keys.rebuilt)])
@@ -130,7 +129,6 @@ def test_a_full_disk_still_prints_the_keys_and_keeps_the_cache(
         if path.name != "config.marshal":
             assert after.get(path) == data, path
     assert not [p for p in pin.cache.rglob(".tmp.*")]  # failed writes cleaned up
-    del before
 
 
 def test_clock_jumps_back_and_forward(pin: Pin, provider: ReferenceServer, keys: Keys) -> None:

@@ -20,7 +20,9 @@ import sys
 if __name__ == "__main__":
     # -I puts no script directory on sys.path (it implies -P); __file__ is absolute (3.9+):
     # .../site-packages/sshpin/launch.py, and the package is imported from .../site-packages.
-    sys.path.insert(0, __file__.rpartition("/")[0].rpartition("/")[0] or "/")
+    # Appended, not prepended: the standard library keeps precedence over anything else
+    # that directory holds (an old backport named like a stdlib module, say).
+    sys.path.append(__file__.rpartition("/")[0].rpartition("/")[0] or "/")
     from sshpin.cli import main
 
     sys.exit(main())

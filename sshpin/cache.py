@@ -142,7 +142,11 @@ class HostEntry:
     def lines(self, token: str) -> list[str]:
         """The known_hosts lines for ``token`` (ssh's %H): the keys, then ``@revoked`` ones."""
         out = [k.known_hosts_line(token) for k in self.keys]
-        return out + [f"@revoked {token} {k.openssh()}" for k in self.revoked]
+        return out + [k.known_hosts_line(token, "@revoked") for k in self.revoked]
+
+    def has(self, blob: bytes | None) -> bool:
+        """Is the server's key (``%K``) among the keys? None (an ORDER call) asks for none."""
+        return blob is None or any(k.blob == blob for k in self.keys)
 
     def to_text(self) -> str:
         lines = [
@@ -377,6 +381,33 @@ def append_history(root: str, records: list[dict[str, object]]) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def history_record(
+    when: float,
+    provider: str,
+    capsul: str,
+    name: str,
+    addresses: list[str],
+    event: str,
+    before: set[str],
+    after: set[str],
+    source: str,
+) -> dict[str, object]:
+    """One history record: a change of a key set, as fingerprints added and removed."""
+    import time
+
+    return {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when)),
+        "provider": provider,
+        "capsul": capsul,
+        "name": name,
+        "addresses": addresses,
+        "event": event,
+        "added": sorted(after - before),
+        "removed": sorted(before - after),
+        "source": source,
+    }
 
 
 def read_history(root: str) -> list[dict[str, object]]:

@@ -94,11 +94,6 @@ def keyring_get(provider: str) -> str | None:
     return str(value) if value else None
 
 
-def check_token(token: str, source: str) -> str:
-    """A token as read from ``source``, stripped, or AuthError naming what is wrong with it."""
-    return _check(token, source)
-
-
 def read_token(provider: str, prompt_url: str) -> str:
     """The token for ``sshpin login``: a no-echo prompt on a terminal, else one line of stdin."""
     import sys

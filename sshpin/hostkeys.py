@@ -100,8 +100,8 @@ def lookup(request: Request) -> list[str]:
     pin = pins.read(request.host)
     if pin is None:
         return _from_provider(request)
-    lines = [k.known_hosts_line(request.token) for k in pin.keys]
-    if request.want is not None and any(k.blob == request.want for k in pin.keys):
+    lines = pin.lines(request.token)
+    if request.want is not None and pin.has(request.want):
         log(f"{request.host}: pinned")
         return lines  # the key is vouched for: no provider needed
     try:
@@ -127,34 +127,27 @@ def _from_provider(request: Request) -> list[str]:
         log(f"{request.host}: no provider's hosts match: not managed")
         return []
     if provider.type == "cert-authority":
-        lines = [f"@cert-authority {request.token} {k.openssh()}" for k in ca_keys(provider)]
+        lines = [k.known_hosts_line(request.token, "@cert-authority") for k in ca_keys(provider)]
         revoked = [parse_line(line) for line in provider.get("revoked_keys")]
-        return lines + [f"@revoked {request.token} {k.openssh()}" for k in revoked]
+        return lines + [k.known_hosts_line(request.token, "@revoked") for k in revoked]
     store = cache.ProviderCache(root, provider.name)
     entry = store.read_host(request.host)
     now = time.time()
-    if provider.type == "url":
-        if (
-            entry is not None
-            and cache.age(entry.fetched_at, now) < provider.ttl
-            and (request.want is None or any(k.blob == request.want for k in entry.keys))
-        ):
-            log(f"{request.host}: cached (signed key file {entry.source})")
-            return entry.lines(request.token)
-        full_environment()
-        from sshpin.refresh import obtain_file
-
-        return obtain_file(provider, store, request, entry, now, say, log).lines(request.token)
     if entry is not None and provider.get("signing_keys") and not entry.signed:
         entry = None  # signing_keys were added since: unsigned keys are not good enough now
+    by_document = provider.type != "url"  # a url provider's entry is its own fetched file
     if (
         entry is not None
-        and _fresh(entry, store, provider.ttl, now)
-        and (request.want is None or any(k.blob == request.want for k in entry.keys))
+        and _fresh(entry, store, provider.ttl, now, by_document)
+        and entry.has(request.want)
     ):
         log(f"{request.host}: cached ({entry.capsul}, {entry.rule})")
         return entry.lines(request.token)
     full_environment()
+    if not by_document:
+        from sshpin.refresh import obtain_file
+
+        return obtain_file(provider, store, request, entry, now, say, log).lines(request.token)
     from sshpin.refresh import _usable, obtain
 
     try:
@@ -165,7 +158,7 @@ def _from_provider(request: Request) -> list[str]:
         if doc is None or not doc.revoked:
             raise
         say(f"{request.token}: {e}")
-        return [f"@revoked {request.token} {k.openssh()}" for k in doc.revoked]
+        return [k.known_hosts_line(request.token, "@revoked") for k in doc.revoked]
 
 
 def full_environment() -> None:
@@ -179,9 +172,17 @@ def full_environment() -> None:
         site.main()
 
 
-def _fresh(entry: cache.HostEntry, store: cache.ProviderCache, ttl: float, now: float) -> bool:
+def _fresh(
+    entry: cache.HostEntry,
+    store: cache.ProviderCache,
+    ttl: float,
+    now: float,
+    by_document: bool = True,
+) -> bool:
     if cache.age(entry.fetched_at, now) >= ttl:
         return False
+    if not by_document:
+        return True
     try:
         # The document is rewritten (its mtime set to its fetch time) on every fetch; an
         # entry derived from an older document may list keys the provider has since dropped.

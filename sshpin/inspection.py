@@ -251,11 +251,11 @@ def cmd_show(token: str, as_json: bool, out: TextIO) -> int:
     k = known(host)
     lines: list[str] = []
     if k.pin:
-        lines += [key.known_hosts_line(token) for key in k.pin.keys]
+        lines += k.pin.lines(token)
     if k.provider is not None and k.provider.type == "cert-authority":
         from sshpin.hostkeys import ca_keys
 
-        lines += [f"@cert-authority {token} {key.openssh()}" for key in ca_keys(k.provider)]
+        lines += [key.known_hosts_line(token, "@cert-authority") for key in ca_keys(k.provider)]
         lines += [f"@revoked {token} {line}" for line in k.provider.get("revoked_keys")]
     if k.entry is not None:
         lines += k.entry.lines(token)
@@ -453,12 +453,7 @@ def cmd_pin(token: str, stdin: TextIO, out: TextIO) -> int:
         out.write(f"{host}: already pinned to these keys\n")
         return 0
     event = "pinned" if old is None else "pin-changed"
-    record: dict[str, object] = {
-        "time": iso(now), "provider": "pin", "capsul": host, "name": host, "addresses": [],
-        "event": event, "added": sorted(after - before), "removed": sorted(before - after),
-        "source": "pin",
-    }  # fmt: skip
-    _history(record)
+    _history(cache.history_record(now, "pin", host, host, [], event, before, after, "pin"))
     out.write(f"{host}: pinned {len(keys)} key(s) in {pins.pins_dir()}")
     out.write(f" (previous pin kept in {backup})\n" if backup else "\n")
     _snippet(out)
@@ -496,10 +491,9 @@ def cmd_unpin(token: str, out: TextIO) -> int:
     backup = pins.remove(host)
     if backup is None:
         raise NoKeysError(f"unpin {host}: {host} is not pinned")
-    removed = sorted(k.sha256() for k in old.keys) if old else []
-    _history({"time": iso(time.time()), "provider": "pin", "capsul": host, "name": host,
-              "addresses": [], "event": "unpinned", "added": [], "removed": removed,
-              "source": "pin"})  # fmt: skip
+    removed = {k.sha256() for k in old.keys} if old else set()
+    _history(cache.history_record(time.time(), "pin", host, host, [], "unpinned", removed,
+                                  set(), "pin"))  # fmt: skip
     out.write(f"{host}: unpinned (the pin is kept in {backup})\n")
     _snippet(out)
     return 0

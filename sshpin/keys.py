@@ -76,8 +76,10 @@ class HostKey:
         """``type base64``, as in a ``.pub`` file without its comment."""
         return f"{self.key_type} {self.base64}"
 
-    def known_hosts_line(self, host: str) -> str:
-        return f"{host} {self.key_type} {self.base64}"
+    def known_hosts_line(self, host: str, marker: str = "") -> str:
+        """``host type base64``, or ``@marker host type base64`` (``@revoked``...)."""
+        line = f"{host} {self.key_type} {self.base64}"
+        return f"{marker} {line}" if marker else line
 
     def sha256(self) -> str:
         """The fingerprint as ssh shows it: ``SHA256:`` and unpadded base64."""

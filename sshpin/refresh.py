@@ -61,7 +61,7 @@ def obtain(
     doc = _usable(cfg, store.read_document())
     derived = _derive_quiet(cfg, doc, host)
     if doc is not None and cache.age(doc.fetched_at, now) < cfg.ttl:
-        if derived is not None and (want is None or _has(derived, want)):
+        if derived is not None and (want is None or derived.has(want)):
             _save(store, derived, log)
             return derived
         if not store.mismatch_allowed(host, now):
@@ -145,7 +145,7 @@ def _final(
 ) -> cache.HostEntry:
     if derived is None:
         raise NoKeysError(f"not a capsul of account {doc.account} at provider {cfg.name!r}")
-    if want is not None and not _has(derived, want):
+    if want is not None and not derived.has(want):
         from sshpin.keys import parse_blob
 
         try:
@@ -176,10 +176,6 @@ def _derive_quiet(
         return None
 
 
-def _has(entry: cache.HostEntry, want: bytes) -> bool:
-    return any(k.blob == want for k in entry.keys)
-
-
 def _save(store: cache.ProviderCache, entry: cache.HostEntry, log: Say) -> None:
     _try(lambda: store.write_host(entry), log)
 
@@ -194,7 +190,6 @@ def _try(action: Callable[[], None], log: Say) -> None:
 
 def _changes(old: Document | None, new: Document) -> list[dict[str, object]]:
     """History records: one per capsul whose key set differs between two documents."""
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(new.fetched_at))
     before = {c.id: c for c in old.capsuls} if old is not None else {}
     after = {c.id: c for c in new.capsuls}
     records: list[dict[str, object]] = []
@@ -206,18 +201,20 @@ def _changes(old: Document | None, new: Document) -> list[dict[str, object]]:
             continue
         current = a or b
         assert current is not None
+        event = "first-seen" if old is None else ("removed" if a is None else "changed")
+        addresses = [x for x in (current.ipv4, current.ipv6) if x]
         records.append(
-            {
-                "time": stamp,
-                "provider": new.provider,
-                "capsul": capsul_id,
-                "name": current.name,
-                "addresses": [x for x in (current.ipv4, current.ipv6) if x],
-                "event": "first-seen" if old is None else ("removed" if a is None else "changed"),
-                "added": sorted(new_fps - old_fps),
-                "removed": sorted(old_fps - new_fps),
-                "source": new.source,
-            }
+            cache.history_record(
+                new.fetched_at,
+                new.provider,
+                capsul_id,
+                current.name,
+                addresses,
+                event,
+                old_fps,
+                new_fps,
+                new.source,
+            )
         )
     return records
 
@@ -329,7 +326,7 @@ def obtain_file(
 def _final_file(
     cfg: ProviderConfig, entry: cache.HostEntry, want: bytes | None, say: Say
 ) -> cache.HostEntry:
-    if want is not None and not _has(entry, want):
+    if want is not None and not entry.has(want):
         say(
             f"{entry.host}: the server's key is not in the signed key file "
             f"(provider {cfg.name!r}); ssh will refuse it"
@@ -344,16 +341,6 @@ def _file_changes(
     after = {k.sha256() for k in new.keys}
     if before == after:
         return []
-    return [
-        {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(new.fetched_at)),
-            "provider": provider,
-            "capsul": new.host,
-            "name": new.host,
-            "addresses": [],
-            "event": "first-seen" if old is None else "changed",
-            "added": sorted(after - before),
-            "removed": sorted(before - after),
-            "source": new.source,
-        }
-    ]
+    event = "first-seen" if old is None else "changed"
+    return [cache.history_record(new.fetched_at, provider, new.host, new.host, [], event,
+                                 before, after, new.source)]  # fmt: skip

@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sshpin.demo import Sshd, keygen, make_tls, write_ssh_config
-from sshpin.refserver import CapsulAPI, ReferenceServer, fill_cache
-from sshpin.sshconfig import hook_command, sshpin_command
+from sshpin.commands.demo import Sshd, keygen, make_tls, write_ssh_config
+from sshpin.commands.setup import hook_command, sshpin_command
+from sshpin.provider_side.refserver import CapsulAPI, ReferenceServer, fill_cache
 
 TOKEN = "bench-token"
 Run = Callable[[], object]
@@ -86,7 +86,7 @@ def main() -> int:
         small, large = work / "cache10", work / "cache10k"
         fill_cache(str(small), "capsul", 10, now)
         ids = fill_cache(str(large), "capsul", 10_000, now)
-        from sshpin.cache import ProviderCache
+        from sshpin.store.cachedir import ProviderCache
 
         entry = ProviderCache(str(large), "capsul").read_host(ids[5])
         assert entry is not None

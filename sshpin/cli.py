@@ -24,108 +24,80 @@ for it, nothing for any other host. Exits 0 except for a malformed command line 
 """
 
 
-SSH_HELP = """\
-usage: sshpin ssh [SSH-ARGUMENTS...]
-       sshpin-ssh [SSH-ARGUMENTS...]
-
-Runs OpenSSH's ssh with sshpin's hook and strict host key checking given first with -o, so
-they win over any other setting, and with no edit of ~/.ssh/config:
-    ssh -o 'KnownHostsCommand=/path/to/sshpin known-hosts %I %H %t %K' \\
-        -o StrictHostKeyChecking=yes SSH-ARGUMENTS...
-For other tools:  rsync -e 'sshpin ssh' ...   scp -S sshpin-ssh ...   sftp -S sshpin-ssh ...
-                  GIT_SSH_COMMAND='sshpin ssh' git ...
-"""
-
-
 def main(argv: list[str] | None = None) -> int:
+    from sshpin.errors import set_verbose
+
     args = sys.argv[1:] if argv is None else argv
-    verbose = False
     if args[:1] == ["-v"]:
-        verbose, args = True, args[1:]
-    if args[:1] == ["known-hosts"]:
+        set_verbose(True)
+        args = args[1:]
+    if args[:1] == ["known-hosts"]:  # every ssh connection: no argparse, nothing but the hook
         if args[1:2] in (["-h"], ["--help"]):
             sys.stdout.write(HOOK_HELP)
             return 0
-        from sshpin.hostkeys import main as hook
+        from sshpin.hook import main as hook
 
-        return hook(args[1:], verbose)
+        return hook(args[1:])
     if args[:1] == ["ssh"]:  # ssh's own options must reach ssh untouched by argparse
         return ssh_main(args[1:])
     if args[:1] == ["proxy"] and args[1:2] not in (["-h"], ["--help"]):
         return _proxy(args[1:])  # run by ssh on every connection: no argparse
-    return _run(args, verbose)
+    return _run(args)
 
 
 def _proxy(args: list[str]) -> int:
-    from sshpin.errors import EXIT_USAGE, SshpinError
+    from sshpin.errors import EXIT_USAGE, SshpinError, report, say
 
     if len(args) != 2:
-        sys.stderr.write("sshpin: usage: sshpin proxy HOST PORT   (ProxyCommand ... %h %p)\n")
+        say("proxy", "usage: sshpin proxy HOST PORT   (ProxyCommand ... %h %p)")
         return EXIT_USAGE
-    from sshpin.proxy import main as proxy
+    from sshpin.commands.proxy import main as proxy
 
     try:
         return proxy(args[0], args[1])
     except SshpinError as e:
-        sys.stderr.write(f"sshpin: {e}\n")
-        return e.exit_status
+        return report(e)
 
 
 def ssh_main(argv: list[str] | None = None) -> int:
     """``sshpin ssh`` and the ``sshpin-ssh`` program (for ``scp -S``, which takes no arguments)."""
-    args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["--help"]:
-        sys.stdout.write(SSH_HELP)
-        return 0
+    from sshpin.commands.ssh import run
+
+    return run(sys.argv[1:] if argv is None else argv)
+
+
+def _run(args: list[str]) -> int:
     import os
-    import shutil
 
-    from sshpin.sshconfig import hook_command, hook_line
-
-    ssh = shutil.which("ssh")
-    if not ssh:
-        sys.stderr.write("sshpin: ssh: OpenSSH's ssh is not on PATH\n")
-        return 1
-    argv = [
-        ssh,
-        "-o",
-        f"KnownHostsCommand={hook_line(hook_command())}",
-        "-o",
-        "StrictHostKeyChecking=yes",
-        *args,
-    ]
-    try:
-        os.execv(ssh, argv)  # noqa: S606 - argv, no shell: the user's ssh arguments verbatim
-    except OSError as e:
-        sys.stderr.write(f"sshpin: ssh: cannot run {ssh}: {e.strerror}\n")
-    return 1
-
-
-def _run(args: list[str], verbose: bool) -> int:
-    from sshpin.errors import SshpinError
-    from sshpin.hostkeys import full_environment
+    from sshpin.errors import (
+        EXIT_INTERRUPTED,
+        EXIT_OK,
+        EXIT_USAGE,
+        SshpinError,
+        report,
+        set_verbose,
+    )
+    from sshpin.lookup import full_environment
 
     full_environment()  # when started through launch.py: the commands need site-packages
 
     parser = build_parser()
     ns = parser.parse_args(args)
-    ns.verbose = ns.verbose or verbose
+    if ns.verbose:
+        set_verbose(True)
     if not getattr(ns, "func", None):
         parser.print_help(sys.stderr)
-        return 1
+        return EXIT_USAGE
     try:
         return int(ns.func(ns))
     except SshpinError as e:
-        sys.stderr.write(f"sshpin: {e}\n")
-        return e.exit_status
+        return report(e)
     except KeyboardInterrupt:
         sys.stderr.write("sshpin: interrupted\n")
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # the reader went away (sshpin cache list | head): not an error
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -327,42 +299,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_demo(ns: argparse.Namespace) -> int:
-    from sshpin.demo import run
+    from sshpin.commands.demo import run
 
-    return run(verbose=ns.verbose)
+    return run()
 
 
 def _ssh_config(ns: argparse.Namespace) -> tuple[str, bool]:
-    from sshpin.sshconfig import default_ssh_config
+    from sshpin.commands.setup import default_ssh_config
 
     return (ns.ssh_config, True) if ns.ssh_config else (default_ssh_config(), False)
 
 
 def _cmd_setup(ns: argparse.Namespace) -> int:
-    from sshpin import sshconfig
+    from sshpin.commands import setup
+    from sshpin.errors import EXIT_OK, UsageError
 
     path, _ = _ssh_config(ns)
     if ns.undo:
         if ns.provider or ns.api_url or ns.hosts:
-            from sshpin.errors import UsageError
-
             raise UsageError("setup: --undo takes no --provider, --api-url or --hosts")
-        changes = sshconfig.undo(path)
+        changes = setup.undo(path)
     else:
-        changes = sshconfig.setup(
-            path, ns.provider, ns.api_url, ns.hosts, True if ns.legacy else None
-        )
+        changes = setup.setup(path, ns.provider, ns.api_url, ns.hosts, True if ns.legacy else None)
     for line in changes or [
         "nothing to change: already set up" if not ns.undo else "nothing to undo"
     ]:
         sys.stdout.write(line + "\n")
     if ns.provider and any(line.startswith("added provider") for line in changes):
         sys.stdout.write(f"next: sshpin login {ns.provider}, then sshpin doctor\n")
-    return 0
+    return EXIT_OK
 
 
 def _cmd_doctor(ns: argparse.Namespace) -> int:
-    from sshpin import doctor
+    from sshpin.commands import doctor
+    from sshpin.errors import EXIT_OK, EXIT_USAGE
 
     path, explicit = _ssh_config(ns)
     checks = doctor.run(path, explicit, check_providers=not ns.offline)
@@ -374,55 +344,19 @@ def _cmd_doctor(ns: argparse.Namespace) -> int:
     else:
         for c in checks:
             sys.stdout.write(c.line() + "\n")
-    return 0 if doctor.report_ok(checks) else 1
+    return EXIT_OK if doctor.report_ok(checks) else EXIT_USAGE
 
 
 def _cmd_login(ns: argparse.Namespace) -> int:
-    from sshpin import config, credentials
-    from sshpin.errors import AuthError, ConfigError, SshpinError, UsageError
+    from sshpin.commands.login import cmd_login
 
-    cfg = config.load()
-    if cfg is None:
-        raise ConfigError(f"login: no config at {config.config_path()}: run sshpin setup first")
-    provider = cfg.provider(ns.name)
-    if provider.type != "capsul":
-        raise UsageError(f"login: provider {ns.name!r} (type {provider.type}) takes no token")
-    try:
-        token = credentials.read_token(ns.name, str(provider.get("api_url")))
-    except AuthError as e:
-        raise UsageError(f"login {ns.name}: {e}") from None
-    from sshpin.providers.capsul import CapsulProvider
-
-    client = CapsulProvider(provider)
-    client.token = token
-    import time
-
-    try:
-        doc = client.fetch(None, time.time())
-    except SshpinError as e:
-        raise type(e)(f"login {ns.name}: {e}; the token was not stored") from None
-    backend = credentials.store_token(ns.name, token)
-    sys.stdout.write(
-        f"stored the token for {ns.name!r} in the keyring ({backend}); "
-        f"the provider lists {len(doc.capsuls)} capsul(s)\n"
-    )
-    other = credentials.overriding_source(ns.name, str(provider.get("token_command") or ""))
-    if other:
-        sys.stderr.write(f"sshpin: note: {other} is used before the keyring while it is set\n")
-    return 0
+    return cmd_login(ns.name)
 
 
 def _cmd_logout(ns: argparse.Namespace) -> int:
-    from sshpin import config, credentials
+    from sshpin.commands.login import cmd_logout
 
-    cfg = config.load()
-    if cfg is not None and not any(p.name == ns.name for p in cfg.providers):
-        sys.stderr.write(f"sshpin: note: no provider named {ns.name!r} in {cfg.path}\n")
-    if credentials.delete_token(ns.name):
-        sys.stdout.write(f"removed the token for {ns.name!r} from the keyring\n")
-    else:
-        sys.stdout.write(f"no token for {ns.name!r} was stored in the keyring\n")
-    return 0
+    return cmd_logout(ns.name)
 
 
 def _host_or_all(p: argparse.ArgumentParser) -> None:
@@ -438,21 +372,27 @@ def _missing_action(p: argparse.ArgumentParser) -> int:
 
 
 def _inspect(action: str, ns: argparse.Namespace) -> int:
-    from sshpin import inspection as i
+    from sshpin.commands import cache
 
     out = sys.stdout
     if action == "list":
-        return i.cmd_list(ns.json, out)
+        return cache.cmd_list(ns.json, out)
     if action == "show":
-        return i.cmd_show(ns.host, ns.json, out)
+        return cache.cmd_show(ns.host, ns.json, out)
     if action == "refresh":
-        return i.cmd_refresh(ns.host, out)
+        return cache.cmd_refresh(ns.host, out)
     if action == "clear":
-        return i.cmd_clear(ns.host, out)
+        return cache.cmd_clear(ns.host, out)
     if action == "history":
-        return i.cmd_history(ns.host, ns.json, out)
+        return cache.cmd_history(ns.host, ns.json, out)
     if action == "pin":
-        return i.cmd_pin(ns.host, sys.stdin, out)
+        from sshpin.commands.pin import cmd_pin
+
+        return cmd_pin(ns.host, sys.stdin, out)
     if action == "unpin":
-        return i.cmd_unpin(ns.host, out)
-    return i.cmd_fingerprints(ns.host, ns.md5, out)
+        from sshpin.commands.pin import cmd_unpin
+
+        return cmd_unpin(ns.host, out)
+    from sshpin.commands.fingerprints import cmd_fingerprints
+
+    return cmd_fingerprints(ns.host, ns.md5, out)

@@ -1,22 +1,42 @@
-"""The one exception hierarchy, each class mapped to an exit status (DESIGN.md section 6).
+"""The one exception hierarchy, the exit statuses, and the one way sshpin speaks on stderr.
 
-Messages are printed as ``sshpin: <what happened>: <why>``; the ``what`` part is given when the
-error is raised, so the text reads well without a traceback.
+Every error carries a message (what happened and why) and, apart from it, an optional hint
+(what to do). ``report`` prints both on one line, in one format::
+
+    sshpin: <subject>: <message> (fix: <hint>)
+
+where the subject is the host a line concerns (every line about a host starts with it) or the
+command. ``say`` and ``log`` print the same format for warnings and ``-v`` notes. Nothing else
+in sshpin writes to stderr. Standard library only: this module is on the hook's hot path.
 """
 
+import sys
+
 EXIT_OK = 0
-EXIT_USAGE = 1  # usage or configuration error
+EXIT_USAGE = 1  # usage or configuration error (and, for the hook, a malformed command line)
 EXIT_NO_KEYS = 2  # no authentic keys could be obtained
 EXIT_PROVIDER = 3  # provider or network error
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+
+_verbose = False
 
 
 class SshpinError(Exception):
-    """Base of every error sshpin reports to the user."""
+    """Base of every error sshpin reports to the user: a message and an optional hint."""
 
     exit_status = EXIT_USAGE
 
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
     def __str__(self) -> str:
-        return " ".join(str(a) for a in self.args)
+        return self.message
+
+    def prefixed(self, subject: str) -> "SshpinError":
+        """The same error (class and hint) with ``subject: `` put before its message."""
+        return type(self)(f"{subject}: {self.message}", self.hint)
 
 
 class UsageError(SshpinError):
@@ -37,6 +57,10 @@ class VerificationError(NoKeysError):
     """A signature, fingerprint or key check failed: the material must not be trusted."""
 
 
+class UnsupportedKeyError(VerificationError):
+    """A well-formed key of a type we refuse (DSA, short RSA, unknown): skipped, not fatal."""
+
+
 class ProviderError(SshpinError):
     """The provider could not be reached, or answered with an error."""
 
@@ -47,5 +71,33 @@ class AuthError(ProviderError):
     """The provider rejected the API token, or no token is available."""
 
 
-class UnsupportedKeyError(VerificationError):
-    """A well-formed key of a type we refuse (DSA, short RSA, unknown): skipped, not fatal."""
+def set_verbose(on: bool) -> None:
+    global _verbose
+    _verbose = on
+
+
+def verbose() -> bool:
+    return _verbose
+
+
+def line(subject: str, message: str, hint: str = "") -> str:
+    """The one format of every stderr line."""
+    text = f"sshpin: {subject}: {message}" if subject else f"sshpin: {message}"
+    return f"{text} (fix: {hint})" if hint else text
+
+
+def say(subject: str, message: str, hint: str = "") -> None:
+    """A warning or notice the user must see (one line)."""
+    sys.stderr.write(line(subject, message, hint) + "\n")
+
+
+def log(subject: str, message: str) -> None:
+    """A ``-v`` note: printed only when verbose."""
+    if _verbose:
+        sys.stderr.write(line(subject, message) + "\n")
+
+
+def report(error: SshpinError, subject: str = "") -> int:
+    """Print an error once, in the one format, and return its exit status."""
+    say(subject, error.message, error.hint)
+    return error.exit_status

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from sshpin.demo import Sshd, keygen, write_ssh_config
-from sshpin.refserver import CapsulAPI, ReferenceServer
+from sshpin.commands.demo import Sshd, keygen, write_ssh_config
+from sshpin.provider_side.refserver import CapsulAPI, ReferenceServer
 
 TOKEN = "test-token-5f1e0c"  # the provider's valid token for these tests
 
@@ -149,13 +149,15 @@ class Pin:
 
     def expire(self, seconds: float = 10 * 86400) -> None:
         """Make every cached fetch look ``seconds`` older (time passing, for the cache)."""
-        from sshpin.cache import ProviderCache
+        from sshpin.store.cachedir import ProviderCache
+        from sshpin.trust.document import Document
 
         store = ProviderCache(str(self.cache), "capsul")
-        doc = store.read_document()
-        assert doc is not None
+        raw = store.read_document()
+        assert raw is not None
+        doc = Document.from_bytes(raw)
         doc.fetched_at -= seconds
-        store.write_document(doc)
+        store.write_document(doc.to_bytes(), doc.fetched_at)
         for host in store.hosts():
             entry = store.read_host(host)
             if entry is not None:

@@ -12,8 +12,9 @@ import pytest
 
 from sshpin import __version__
 from sshpin.cli import build_parser
-from sshpin.config import ALLOWED_KEYS
-from sshpin.demo import Sshd
+from sshpin.commands.demo import Sshd
+from sshpin.core.config import COMMON_KEYS
+from sshpin.providers import TYPES, provider_class
 from tests.conftest import SSH, SSHPIN, Keys, Pin
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,7 +82,8 @@ def test_manual_documents_every_command_option_and_config_key() -> None:
     for opt in long_options(build_parser()):
         assert f"Fl -{opt[2:]}" in MAN1, opt
     assert ".Nm sshpin-ssh" in MAN1
-    for key in sorted(set().union(*ALLOWED_KEYS.values())):
+    every = set(COMMON_KEYS).union(*(provider_class(t).KEYS for t in TYPES))
+    for key in sorted(every):
         assert re.search(rf"^\.It Ic {key}\b", MAN5, re.M), f"sshpin.conf.5: {key}"
 
 
@@ -114,7 +116,7 @@ def test_sshpin_ssh_pins_with_no_config_edit(ssh: SSH, sshd: Sshd, keys: Keys) -
     )
     assert forged.returncode == 255
     assert "Host key verification failed" in forged.stderr
-    assert "is not one capsul-test1 is known by" in forged.stderr
+    assert "is not one provider 'capsul' vouches for capsul-test1" in forged.stderr
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
-"""Static checks run as part of the one test command: ruff, mypy --strict, mandoc -T lint."""
+"""Static checks run as part of the one test command: ruff, mypy --strict, the import layers
+(import-linter), mandoc -T lint."""
 
 from __future__ import annotations
 
@@ -29,6 +30,14 @@ def test_ruff_format() -> None:
 def test_mypy_strict() -> None:
     done = _run(sys.executable, "-m", "mypy")
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_imports_only_go_down() -> None:
+    """The wings' layers and independence contracts in pyproject.toml (docs/architecture.md)."""
+    lint = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")
+    done = _run(lint, "--no-cache")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 broken" in done.stdout
 
 
 @pytest.mark.parametrize("page", ["man/sshpin.1", "man/sshpin.conf.5"])

@@ -1,4 +1,4 @@
-"""``type = "url"``: signed host-key files in object storage (DESIGN.md section 4).
+"""``type = "url"``: signed host-key files in object storage (docs/provider-api.md).
 
 For a host, ``url`` (with ``{host}`` = the host without its port, URL-quoted) holds public key
 lines as in ``/etc/ssh/ssh_host_*_key.pub``, and ``{url}.sig`` an armored SSHSIG of that file
@@ -9,33 +9,92 @@ own, as the host entry itself.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from sshpin import http
-from sshpin.cache import HostEntry
-from sshpin.errors import NoKeysError, VerificationError
+from sshpin.core.config import freshness, https_url, key_lines, string, string_list
+from sshpin.errors import NoKeysError, SshpinError, VerificationError
+from sshpin.providers.interface import Provider, Row, unknown_key
+from sshpin.store.cachedir import ProviderCache
+from sshpin.store.entries import HostEntry, age
+from sshpin.store.history import history_record
+from sshpin.trust.obtain import Fetch, obtain
 
 if TYPE_CHECKING:
-    from sshpin.config import ProviderConfig
-    from sshpin.keys import HostKey
+    from sshpin.core.config import ProviderConfig
+    from sshpin.core.keys import HostKey
+    from sshpin.core.names import Query
 
 MAX_FILE = 65536
 MAX_SIG = 16384
 RULE = "url"
 
 
-class HostFileProvider:
-    def __init__(self, cfg: ProviderConfig) -> None:
-        self.cfg = cfg
-        self.name = cfg.name
+class UrlProvider(Provider):
+    KEYS = frozenset({"url", "signing_keys", "ca_bundle", "ttl", "stale_if_error"})
+
+    def __init__(self, cfg: ProviderConfig, root: str) -> None:
+        super().__init__(cfg, root)
+        self.store = ProviderCache(root, cfg.name)
+
+    @staticmethod
+    def validate(table: dict[str, Any], out: dict[str, Any]) -> None:
+        import os
+
+        freshness(table, out)
+        out["signing_keys"] = key_lines(string_list(table, "signing_keys"))
+        ca_bundle = string(table, "ca_bundle", "")
+        out["ca_bundle"] = os.path.expanduser(ca_bundle) if ca_bundle else ""
+        url = https_url(string(table, "url"), "url")
+        if "{host}" not in url:
+            raise ValueError("url: must contain {host}")
+        out["url"] = url
+        if not out["signing_keys"]:
+            raise ValueError('signing_keys: required for type = "url" (files are signed)')
 
     def url_for(self, host: str) -> str:
         return str(self.cfg.get("url")).replace("{host}", quote(host, safe=""))
 
+    def answer(self, query: Query, fetch: bool) -> HostEntry | None:
+        files = HostFileFetch(self, query.host)
+        entry = files.read()
+        if not fetch:
+            return entry
+        fresh = entry is not None and age(entry.fetched_at, time.time()) < self.cfg.ttl
+        if fresh and entry is not None and entry.has(query.want):
+            return entry
+        entry = obtain(files, self.store, self.cfg, mismatch=query.host if fresh else None)
+        if not entry.has(query.want):
+            unknown_key(query, entry, self.name, "in its signed key file")
+        return entry
+
+    def rows(self) -> list[Row]:
+        out = []
+        for host in self.store.hosts():
+            entry = self.store.read_host(host)
+            if entry is not None:
+                out.append(Row(self.name, "", [host], [], entry))
+        return out
+
+    def refresh(self, host: str | None) -> list[dict[str, object]]:
+        records: list[dict[str, object]] = []
+        failed: SshpinError | None = None
+        for name in [host] if host else self.store.hosts():
+            files = HostFileFetch(self, name)
+            try:
+                obtain(files, self.store, self.cfg, force=True)
+            except SshpinError as e:
+                failed = e
+                continue
+            records += files.changes
+        if failed is not None:
+            raise failed
+        return records
+
     def fetch_host(self, host: str, now: float) -> HostEntry:
-        from sshpin import sshsig
-        from sshpin.keys import parse_line
+        from sshpin.core.keys import parse_line
+        from sshpin.trust import http, sshsig
 
         url = self.url_for(host)
         what = f"provider {self.name!r}"
@@ -62,10 +121,38 @@ class HostFileProvider:
         return HostEntry(host, host, RULE, now, keys, True, url)
 
 
+class HostFileFetch(Fetch[HostEntry]):
+    """What a url provider fetches: one host's signed key file, cached as its entry."""
+
+    def __init__(self, provider: UrlProvider, host: str) -> None:
+        self.provider = provider
+        self.host = host
+        self.subject = host
+        self.changes: list[dict[str, object]] = []
+
+    def read(self) -> HostEntry | None:
+        entry = self.provider.store.read_host(self.host)
+        return entry if entry is not None and entry.signed else None
+
+    def fetch(self, previous: HostEntry | None) -> HostEntry:
+        return self.provider.fetch_host(self.host, time.time())
+
+    def write(self, item: HostEntry, previous: HostEntry | None) -> list[dict[str, object]]:
+        self.provider.store.write_host(item)
+        before = {k.sha256() for k in previous.keys} if previous is not None else set()
+        after = {k.sha256() for k in item.keys}
+        if before == after:
+            return []
+        event = "first-seen" if previous is None else "changed"
+        self.changes = [history_record(item.fetched_at, self.provider.name, item.host, item.host,
+                                       [], event, before, after, item.source)]  # fmt: skip
+        return self.changes
+
+
 def parse_key_file(data: bytes, where: str) -> list[HostKey]:
     """Public key lines; comments and blank lines skipped, refused types (DSA...) skipped,
     anything malformed refuses the whole file."""
-    from sshpin.keys import parse_key_lines
+    from sshpin.core.keys import parse_key_lines
 
     try:
         keys = parse_key_lines(data.decode("utf-8"), skip_unsupported=True)

@@ -12,8 +12,8 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
-    from sshpin.document import parse_capsul_api
     from sshpin.errors import VerificationError
+    from sshpin.trust.document import parse_capsul_api
 
 
 def one_input(data: bytes) -> None:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sshpin.refserver import CapsulAPI
+from sshpin.provider_side.refserver import CapsulAPI
 from tests.conftest import Keys
 
 HERE = Path(__file__).resolve().parent

@@ -10,9 +10,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from sshpin.cache import HostEntry
-from sshpin.document import Document
-from sshpin.refserver import ReferenceServer
+from sshpin.provider_side.refserver import ReferenceServer
+from sshpin.store.entries import HostEntry
+from sshpin.trust.document import Document
 from tests.conftest import SSHPIN, Keys, Pin
 
 

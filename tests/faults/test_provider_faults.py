@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from sshpin.refserver import CapsulAPI, ReferenceServer
+from sshpin.provider_side.refserver import CapsulAPI, ReferenceServer
 from tests.conftest import TLS, TOKEN, Keys, Pin
 
 
@@ -82,7 +82,7 @@ def other_ca(provider: ReferenceServer, tls: TLS, tmp: Path) -> str:
 
 
 def self_signed(provider: ReferenceServer, tls: TLS, tmp: Path) -> str:
-    from sshpin.demo import make_tls
+    from sshpin.commands.demo import make_tls
 
     (tmp / "self-signed").mkdir()
     context, _ = make_tls(str(tmp / "self-signed"))  # a CA of its own, not in ca_bundle

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sshpin.refserver import ReferenceServer
+from sshpin.provider_side.refserver import ReferenceServer
 from tests.conftest import SSHPIN, TOKEN, Keys, Pin
 
 
@@ -79,7 +79,7 @@ def test_10000_cached_hits_with_the_provider_down_leak_nothing(
     for name, value in pin.env.items():
         if name.startswith("SSHPIN_"):
             monkeypatch.setenv(name, value)
-    from sshpin.hostkeys import main
+    from sshpin.hook import main
 
     args = ["HOSTNAME", "[capsul-p]:22", *keys.pub(keys.host).split()[:2]]
     want = f"[capsul-p]:22 {' '.join(keys.pub(keys.host).split()[:2])}\n"

@@ -1,0 +1,162 @@
+"""``sshpin proxy HOST PORT``: ssh's ProxyCommand (man/sshpin.1).
+
+- Resolves a capsul id or alias to the capsul's address through the provider, cached like its
+  keys (the host entry records the address); any other host is connected to as given.
+- Before relaying, writes the host's authentic keys into sshpin's managed known_hosts file
+  (``<cache dir>/known_hosts``, rewritten atomically under a lock, never the user's own file),
+  which ``sshpin setup --legacy`` names in ``UserKnownHostsFile``: an OpenSSH older than 8.5
+  (no KnownHostsCommand) then still refuses a forged key.
+- Relays bytes between stdin/stdout and the socket until the server closes, with half-close
+  (ssh closing our stdin shuts down the socket's sending side). One thread per direction,
+  blocking reads of up to 1 MiB and writes; the system calls release the GIL, so both
+  directions run at once. (splice(2) was tried: moving from a pipe into a socket it waited
+  for the pipe's writer to close, not for data, and so stalled interactive sessions.)
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+
+from sshpin.core import config
+from sshpin.core.files import atomic_write, ensure_dir, read_small
+from sshpin.core.names import Query, is_capsul_id, valid_host
+from sshpin.errors import NoKeysError, ProviderError, SshpinError, UsageError, say
+from sshpin.lookup import lookup
+from sshpin.providers import load_config, matching
+from sshpin.store.locks import FetchLock
+
+CONNECT_TIMEOUT = 10.0
+CHUNK = 1 << 20
+KNOWN_HOSTS = "known_hosts"
+
+
+def managed_known_hosts() -> str:
+    return os.path.join(config.cache_dir(), KNOWN_HOSTS)
+
+
+def parse(host: str, port: str) -> tuple[str, int]:
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"proxy: port {port[:20]!a} is not a TCP port")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not valid_host(host):
+        raise UsageError(f"proxy: {host[:60]!a} is not a host name or address")
+    return host.lower(), int(port)
+
+
+def name_for(host: str, port: int) -> str:
+    """The name ssh looks the host up by in known_hosts files."""
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+def target(host: str, port: int) -> tuple[str, list[str]]:
+    """(address to connect to, known_hosts lines for the host). Capsul ids and aliases are
+    resolved through the provider; a capsul sshpin cannot find is an error."""
+    token = name_for(host, port)
+    provider = matching(load_config(cache=config.cache_dir()), host)
+    named = is_capsul_id(host) or (provider is not None and host in provider.aliases)
+    try:
+        answer = lookup(Query(token))
+    except SshpinError as e:
+        if named:
+            raise e.prefixed(f"proxy {host}") from None
+        say(token, str(e), e.hint)
+        return host, []
+    lines = answer.lines(token)
+    if not named:
+        return host, lines
+    if answer.entry is None or not answer.entry.address:
+        raise NoKeysError(f"proxy {host}: the provider lists no address for it")
+    return answer.entry.address, lines
+
+
+def record(token: str, lines: list[str]) -> None:
+    """Put the host's lines in the managed known_hosts file, replacing its old ones."""
+    path = managed_known_hosts()
+    ensure_dir(os.path.dirname(path))
+    with FetchLock(path + ".lock", 5.0):
+        raw = read_small(path, limit=16 << 20)
+        old = raw.decode("utf-8", "replace").splitlines() if raw else []
+        keep = [line for line in old if _host_field(line) != token]
+        new = "".join(line + "\n" for line in keep + lines)
+        if raw is None or new.encode() != raw:
+            atomic_write(path, new.encode())
+
+
+def _host_field(line: str) -> str:
+    fields = line.split()
+    if fields and fields[0].startswith("@"):
+        fields = fields[1:]
+    return fields[0] if fields else ""
+
+
+def connect(address: str, port: int) -> socket.socket:
+    try:
+        sock = socket.create_connection((address, port), timeout=CONNECT_TIMEOUT)
+    except TimeoutError:
+        raise ProviderError(f"proxy: connecting to {address} port {port} timed out") from None
+    except OSError as e:
+        why = e.strerror or type(e).__name__
+        raise ProviderError(f"proxy: cannot connect to {address} port {port}: {why}") from None
+    sock.settimeout(None)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def _pump(src: int, dst: int) -> None:
+    """Move bytes from src to dst until EOF or an error on either side. ``os.read`` returns
+    what is there (up to 1 MiB), so interactive sessions are not delayed by batching."""
+    while True:
+        try:
+            data = os.read(src, CHUNK)
+            if not data:
+                return
+            view = memoryview(data)
+            while view:
+                view = view[os.write(dst, view) :]
+        except OSError:
+            return  # EPIPE, ECONNRESET...: that direction is over
+
+
+def _widen(fd: int) -> None:
+    """Grow a pipe's buffer from 64 KiB to 1 MiB (Linux), so ssh and the relay stall less
+    often on each other during bulk copies. Not a pipe, or not allowed: left as it is."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, CHUNK)
+    except (ImportError, AttributeError, OSError):
+        pass
+
+
+def relay(sock: socket.socket, stdin: int = 0, stdout: int = 1) -> None:
+    """Relay until the server closes its side; ssh closing stdin half-closes the socket."""
+    fd = sock.fileno()
+    _widen(stdin)
+    _widen(stdout)
+
+    def upstream() -> None:
+        _pump(stdin, fd)
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    threading.Thread(target=upstream, daemon=True).start()
+    _pump(fd, stdout)
+    os.close(stdout)  # ssh sees the end of the stream
+
+
+def main(host_arg: str, port_arg: str) -> int:
+    host, port = parse(host_arg, port_arg)
+    address, lines = target(host, port)
+    if lines:
+        try:
+            record(name_for(host, port), lines)
+        except (OSError, SshpinError) as e:
+            say("proxy", f"managed known_hosts not updated: {e}")
+    sock = connect(address, port)
+    relay(sock)
+    return 0

@@ -1,0 +1,335 @@
+"""Configuration (man/sshpin.conf.5): locate, check, parse, and compile.
+
+What each provider ``type`` accepts is not known here: the providers registry
+(``sshpin.providers``) validates each table and is passed to ``load`` as ``validate``.
+
+Parsing TOML costs about 15 ms of imports (tomllib) here, as much as the interpreter start. So
+the validated configuration is also stored, as plain data in ``marshal`` form (a built-in
+module: no import cost), in the cache directory together with the config file's identity
+(device, inode, size, mtime, ctime). The hook loads that copy when the identity still matches,
+and parses the TOML only after the file changed. The copy lives in the checked cache dir and
+is validated again after loading, so a damaged copy is a miss, never a crash or a wrong answer.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import stat
+
+from sshpin.errors import ConfigError
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (about 2 ms)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection, Container
+    from typing import Any
+
+    Validate = Callable[[dict[str, Any]], dict[str, Any]]
+
+COMMON_KEYS = frozenset({"name", "type", "hosts"})
+DEFAULTS: dict[str, Any] = {
+    "aliases": {},
+    "resolve_dns": True,
+    "signing_keys": [],
+    "ca_bundle": "",
+    "token_command": "",
+    "ca_keys": [],
+    "ca_key_files": [],
+    "revoked_keys": [],
+}
+COMPILED_VERSION = 2
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class ProviderConfig:
+    """One validated ``[[provider]]`` table. ``data`` is plain data (marshal-able)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    @property
+    def name(self) -> str:
+        return str(self.data["name"])
+
+    @property
+    def type(self) -> str:
+        return str(self.data["type"])
+
+    @property
+    def hosts(self) -> list[str]:
+        return list(self.data["hosts"])
+
+    @property
+    def ttl(self) -> float:
+        return float(self.data.get("ttl_seconds", 3600))
+
+    @property
+    def stale_if_error(self) -> float:
+        return float(self.data.get("stale_seconds", 7 * 86400))
+
+    @property
+    def aliases(self) -> dict[str, str]:
+        return dict(self.data.get("aliases", {}))
+
+    def get(self, key: str) -> Any:
+        return self.data.get(key, DEFAULTS.get(key))
+
+
+class Config:
+    __slots__ = ("path", "providers")
+
+    def __init__(self, path: str, providers: list[ProviderConfig]) -> None:
+        self.path = path
+        self.providers = providers
+
+    def provider(self, name: str) -> ProviderConfig:
+        for p in self.providers:
+            if p.name == name:
+                return p
+        known = ", ".join(p.name for p in self.providers) or "none configured"
+        raise ConfigError(f"{self.path}: no provider named {name!r} (known: {known})")
+
+
+def _home() -> str:
+    return os.path.expanduser("~")
+
+
+def config_path() -> str:
+    explicit = os.environ.get("SSHPIN_CONFIG")
+    if explicit:
+        return explicit
+    return os.path.join(config_dir(), "config.toml")
+
+
+def config_dir() -> str:
+    """Where user data lives (config, pins): never evicted like the cache."""
+    explicit = os.environ.get("SSHPIN_CONFIG")
+    if explicit:
+        return os.path.dirname(os.path.abspath(explicit))
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(_home(), ".config")
+    return os.path.join(base, "sshpin")
+
+
+def cache_dir() -> str:
+    explicit = os.environ.get("SSHPIN_CACHE_DIR")
+    if explicit:
+        return explicit
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(_home(), ".cache")
+    return os.path.join(base, "sshpin")
+
+
+def parse_duration(text: object, key: str) -> int:
+    """``"90s"``, ``"1h"``, ``"7d"``, ``"1h30m"``: seconds. Units s, m, h, d, w."""
+    if not isinstance(text, str) or not text:
+        raise ValueError(f'{key}: expected a duration string like "1h" or "7d"')
+    total = 0
+    number = ""
+    for ch in text:
+        if ch.isascii() and ch.isdigit():
+            number += ch
+        elif ch in _UNITS and number:
+            total += int(number) * _UNITS[ch]
+            number = ""
+        else:
+            raise ValueError(f'{key}: invalid duration {text!r} (use e.g. "90s", "1h", "7d")')
+    if number:
+        raise ValueError(f"{key}: duration {text!r} lacks a unit (s, m, h, d or w)")
+    return total
+
+
+def check_file_safe(path: str, st: os.stat_result, what: str) -> None:
+    """As ssh's StrictModes: refuse a file others may write (they could reroute trust)."""
+    uid = os.geteuid()
+    if st.st_uid not in (uid, 0):
+        raise ConfigError(f"{what} {path}: owned by uid {st.st_uid}, not by you: refusing it")
+    if st.st_mode & 0o022:
+        raise ConfigError(
+            f"{what} {path}: writable by group or others: refusing it (fix: chmod go-w {path})"
+        )
+
+
+def load(validate: Validate, path: str | None = None, cache: str | None = None) -> Config | None:
+    """The configuration, or None when no config file exists (every host is unmanaged).
+
+    ``validate`` checks one ``[[provider]]`` table and returns its plain-data form (the
+    providers registry's ``validate_table``); it runs only when the file changed."""
+    path = path or config_path()
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise ConfigError(f"cannot read config {path}: {e.strerror}") from e
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"config {path}: not a regular file")
+    check_file_safe(path, st, "config")
+    identity = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    compiled = os.path.join(cache, "config.marshal") if cache else None
+    if compiled:
+        data = _load_compiled(compiled, identity)
+        if data is not None:
+            return Config(path, [ProviderConfig(p) for p in data])
+    providers = parse_file(path, validate)
+    if compiled:
+        _store_compiled(compiled, identity, [p.data for p in providers])
+    return Config(path, providers)
+
+
+def _load_compiled(compiled: str, identity: tuple[Any, ...]) -> list[dict[str, Any]] | None:
+    try:
+        with open(compiled, "rb") as f:
+            blob = marshal.load(f)  # noqa: S302 - our own file, in the owner-only cache dir
+        if (
+            isinstance(blob, tuple)
+            and len(blob) == 3
+            and blob[0] == COMPILED_VERSION
+            and blob[1] == identity
+            and isinstance(blob[2], list)
+            and all(isinstance(p, dict) and "name" in p and "hosts" in p for p in blob[2])
+        ):
+            return blob[2]
+    except (OSError, EOFError, ValueError, TypeError):
+        pass
+    return None
+
+
+def _store_compiled(compiled: str, identity: tuple[Any, ...], data: list[dict[str, Any]]) -> None:
+    from sshpin.core.files import atomic_write
+
+    try:
+        atomic_write(compiled, marshal.dumps((COMPILED_VERSION, identity, data)))
+    except OSError:
+        pass  # a read-only or full cache only costs the next call a TOML parse
+
+
+def parse_file(path: str, validate: Validate) -> list[ProviderConfig]:
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+        doc = tomllib.loads(raw.decode("utf-8"))
+    except OSError as e:
+        raise ConfigError(f"cannot read config {path}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config {path}: not UTF-8 text") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config {path}: {e}") from e
+    return parse_document(doc, validate, path)
+
+
+def parse_document(
+    doc: dict[str, Any], validate: Validate, path: str = "config"
+) -> list[ProviderConfig]:
+    for key in doc:
+        if key != "provider":
+            raise ConfigError(f"{path}: unknown key {key!r} (expected [[provider]] tables)")
+    tables = doc.get("provider", [])
+    if not isinstance(tables, list):
+        raise ConfigError(f"{path}: provider: expected [[provider]] tables")
+    providers: list[ProviderConfig] = []
+    for index, table in enumerate(tables, 1):
+        where = f"{path}: provider #{index}"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: expected a table")
+        if isinstance(table.get("name"), str):
+            where = f"{path}: provider {table['name']!r}"
+        try:
+            providers.append(ProviderConfig(validate(table)))
+        except ValueError as e:
+            raise ConfigError(f"{where}: {e}") from e
+    names = [p.name for p in providers]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError(f"{path}: provider name {name!r} used twice")
+    return providers
+
+
+def string(table: dict[str, Any], key: str, default: str | None = None) -> str:
+    value = table.get(key, default)
+    if value is None:
+        raise ValueError(f"{key}: required")
+    if not isinstance(value, str):
+        raise ValueError(f"{key}: expected a string")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError(f"{key}: control characters are not allowed")
+    return value
+
+
+def string_list(table: dict[str, Any], key: str) -> list[str]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{key}: expected a list of strings")
+    return list(value)
+
+
+def validate_common(table: dict[str, Any], types: Collection[str]) -> dict[str, Any]:
+    """The keys every provider has: ``name``, ``type`` (one of ``types``) and ``hosts``."""
+    from sshpin.core.names import valid_host
+
+    name = string(table, "name")
+    if not name or len(name) > 32 or not _NAME_CHARS.issuperset(name) or name[0] in "-_":
+        raise ValueError(
+            f"name: {name!r} must be 1-32 lower-case letters, digits, '-' or '_' "
+            "(it names files, keyring entries and environment variables)"
+        )
+    kind = string(table, "type")
+    if kind not in types:
+        raise ValueError(f"type: {kind!r} is not one of {', '.join(sorted(types))}")
+    hosts = string_list(table, "hosts")
+    if not hosts:
+        raise ValueError("hosts: must list the hosts this provider may vouch for")
+    for pattern in hosts:
+        bare = pattern[1:] if pattern.startswith("!") else pattern
+        if "/" in bare:
+            import ipaddress
+
+            try:
+                ipaddress.ip_network(bare, strict=False)
+            except ValueError as e:
+                raise ValueError(f"hosts: {pattern!r} is not a valid CIDR network") from e
+        elif not bare or not valid_host(bare.replace("*", "a").replace("?", "a")):
+            raise ValueError(f"hosts: {pattern!r} is not a host name pattern")
+    return {"name": name, "type": kind, "hosts": [h.lower() for h in hosts]}
+
+
+def check_keys(table: dict[str, Any], allowed: Container[str], kind: str) -> None:
+    for key in table:
+        if key not in COMMON_KEYS and key not in allowed:
+            raise ValueError(f"unknown key {key!r} for a provider of type {kind!r}")
+
+
+def freshness(table: dict[str, Any], out: dict[str, Any]) -> None:
+    """``ttl`` and ``stale_if_error``, for providers that fetch."""
+    out["ttl_seconds"] = parse_duration(table.get("ttl", "1h"), "ttl")
+    out["stale_seconds"] = parse_duration(table.get("stale_if_error", "7d"), "stale_if_error")
+    if out["ttl_seconds"] <= 0:
+        raise ValueError("ttl: must be longer than zero")
+
+
+def https_url(value: str, key: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError(f"{key}: must be an https:// URL (TLS is never optional), got {value!r}")
+    if parts.username or parts.password:
+        raise ValueError(f"{key}: credentials in the URL are not allowed; use a token source")
+    return value
+
+
+def key_lines(lines: list[str]) -> list[str]:
+    """Validate public key lines; keep them as ``type base64`` (comments dropped)."""
+    from sshpin.core.keys import parse_line
+    from sshpin.errors import VerificationError
+
+    out = []
+    for line in lines:
+        try:
+            out.append(parse_line(line).openssh())
+        except VerificationError as e:
+            raise ValueError(f"key {line[:40]!r}: {e}") from e
+    return out

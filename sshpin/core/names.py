@@ -1,0 +1,129 @@
+"""Host names as ssh hands them to us, and the ``hosts`` patterns that decide who vouches.
+
+On the hook's hot path: no ``re`` (about 7 ms to import here); ``ipaddress`` is imported only
+for CIDR patterns and IP literals.
+"""
+
+from __future__ import annotations
+
+from sshpin.errors import UsageError
+
+MAX_HOST = 253
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:%")
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+CAPSUL_PREFIX = "capsul-"
+
+
+def split_host(token: str) -> tuple[str, int | None]:
+    """Split ssh's ``%H`` (``host``, ``[host]:port``) into a lower-cased host and port.
+
+    Raises UsageError for anything ssh would not produce: a host we cannot safely use as a
+    file name, a URL part or a known_hosts host field is refused here, before anything else.
+    """
+    port: int | None = None
+    host = token
+    if token.startswith("["):
+        close = token.find("]:")
+        digits = token[close + 2 :] if close > 0 else ""
+        if not digits.isdigit() or not digits.isascii() or len(digits) > 5:
+            raise UsageError(f"malformed host {token[:80]!a}: expected [host]:port")
+        port = int(digits)
+        if not 0 < port < 65536:
+            raise UsageError(f"malformed host {token[:80]!a}: port out of range")
+        host = token[1:close]
+    if not valid_host(host):
+        raise UsageError(f"malformed host {token[:80]!a}")
+    return host.lower(), port
+
+
+def valid_host(host: str) -> bool:
+    """A DNS name, IPv4 or IPv6 literal (with zone), or capsul id: safe everywhere we use it."""
+    return (
+        0 < len(host) <= MAX_HOST
+        and _HOST_CHARS.issuperset(host)
+        and host[0] not in ".-%"
+        and ".." not in host
+    )
+
+
+def is_capsul_id(host: str) -> bool:
+    rest = host[len(CAPSUL_PREFIX) :]
+    return host.startswith(CAPSUL_PREFIX) and 0 < len(rest) <= 64 and _ID_CHARS.issuperset(rest)
+
+
+def glob_match(pattern: str, text: str) -> bool:
+    """ssh's wildcard match (``*`` any run, ``?`` one character); both already lower case."""
+    p = t = 0
+    star_p = star_t = -1
+    while t < len(text):
+        if p < len(pattern) and (pattern[p] == "?" or pattern[p] == text[t]):
+            p += 1
+            t += 1
+        elif p < len(pattern) and pattern[p] == "*":
+            star_p, star_t = p, t
+            p += 1
+        elif star_p >= 0:
+            p = star_p + 1
+            star_t += 1
+            t = star_t
+        else:
+            return False
+    while p < len(pattern) and pattern[p] == "*":
+        p += 1
+    return p == len(pattern)
+
+
+def _cidr_match(pattern: str, host: str) -> bool:
+    import ipaddress
+
+    try:
+        addr = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    network = ipaddress.ip_network(pattern, strict=False)
+    return addr.version == network.version and addr in network
+
+
+def hosts_match(patterns: list[str], host: str) -> bool:
+    """Does a provider's ``hosts`` list cover this host (lower case, no port)?
+
+    As in ssh_config: any matching ``!pattern`` excludes the host, otherwise any matching
+    positive pattern includes it. A pattern with ``/`` is a CIDR network.
+    """
+    matched = False
+    for raw in patterns:
+        negated = raw.startswith("!")
+        pattern = raw[1:] if negated else raw
+        hit = _cidr_match(pattern, host) if "/" in pattern else glob_match(pattern, host)
+        if hit and negated:
+            return False
+        matched = matched or hit
+    return matched
+
+
+def ip_literal(host: str) -> str | None:
+    """The canonical text of an IP literal host, or None for a name."""
+    if ":" not in host and not host.replace(".", "").isdigit():
+        return None  # cheap test first: most names never reach ipaddress
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(host.split("%", 1)[0]))
+    except ValueError:
+        return None
+
+
+class Query:
+    """What sshpin is asked: the keys trusted for a host, maybe given the key it offered.
+
+    ``token`` is ssh's ``%H`` exactly as given (the host field of every printed line); ``host``
+    is its lower-cased name without the port, which is what sshpin resolves and caches by.
+    ``want`` is the server's key blob (``%K``), None when no key is offered (an ORDER call).
+    """
+
+    __slots__ = ("host", "port", "token", "want")
+
+    def __init__(self, token: str, want: bytes | None = None) -> None:
+        self.host, self.port = split_host(token)
+        self.token = token
+        self.want = want

@@ -1,0 +1,133 @@
+"""The lookup: given a host (and the key its server offered), the lines the user trusts, and why.
+
+One code path for the hook, ``sshpin proxy``, ``cache show``, ``fingerprints`` and ``doctor``:
+
+1. the user's pin for the host (a pin holding the offered key answers alone);
+2. the first provider whose ``hosts`` cover the host; none: the host is not managed;
+3. the cache's one answer for that provider (store/cachedir.py ``ask``): a hit is printed as it
+   is, with nothing imported beyond the standard library;
+4. otherwise the provider answers (providers/), fetching through trust/obtain.py when allowed.
+
+The cached path imports only cheap standard-library modules; the providers registry (and with
+it requests, cryptography, keyring where a fetch needs them) is imported only past a hit.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from sshpin.core import config
+from sshpin.core.files import ensure_dir
+from sshpin.core.names import Query, hosts_match
+from sshpin.errors import ConfigError, SshpinError, log, say
+from sshpin.store import pins
+from sshpin.store.cachedir import HIT, ProviderCache
+from sshpin.store.entries import HostEntry
+
+__all__ = ["Answer", "Query", "lookup"]
+
+
+class Answer:
+    """What sshpin vouches for, for one host: the pin and the provider's entry, and why."""
+
+    __slots__ = ("entry", "pin", "provider", "why")
+
+    def __init__(
+        self,
+        why: str,
+        pin: HostEntry | None = None,
+        provider: str = "",
+        entry: HostEntry | None = None,
+    ) -> None:
+        self.why = why
+        self.pin = pin
+        self.provider = provider  # the name of the provider that vouches, "" for none
+        self.entry = entry
+
+    def lines(self, token: str) -> list[str]:
+        """The known_hosts lines, host field ``token``: the pin's, then the provider's."""
+        out = self.pin.lines(token) if self.pin else []
+        if self.entry is not None:
+            out += [line for line in self.entry.lines(token) if line not in out]
+        return out
+
+
+def lookup(query: Query, fetch: bool = True) -> Answer:
+    """The answer for ``query``. Without ``fetch``, from the cache alone (``cache show``).
+
+    Raises SshpinError when a managed host has no authentic keys (and no pin to fall back on).
+    """
+    pin = pins.read(query.host)
+    if pin is not None and query.want is not None and pin.has(query.want):
+        log(query.token, "pinned")
+        return Answer("pinned", pin)
+    try:
+        answer = _from_provider(query, fetch)
+    except SshpinError as e:
+        if pin is None:
+            raise
+        say(query.token, f"{e}; using the pin alone", e.hint)
+        return Answer("pinned", pin)
+    answer.pin = pin
+    if pin is not None and answer.entry is None:
+        answer.why = "pinned"
+    return answer
+
+
+def _from_provider(query: Query, fetch: bool) -> Answer:
+    root = config.cache_dir()
+    try:
+        ensure_dir(root, create=fetch)
+    except FileNotFoundError:
+        pass  # nothing cached yet, and nothing to create without a fetch
+    except OSError as e:
+        raise ConfigError(f"cache dir {root}: {e.strerror or e}") from None
+    cfg = _load_config(root if fetch or _exists(root) else None)
+    if cfg is None:
+        return Answer(f"no config file ({config.config_path()}): not managed")
+    provider = next((p for p in cfg.providers if hosts_match(p.hosts, query.host)), None)
+    if provider is None:
+        return Answer("no provider's hosts match it, and it is not pinned")
+    signed_only = bool(provider.get("signing_keys"))
+    store = ProviderCache(root, provider.name)
+    state, entry = store.ask(query.host, provider.ttl, query.want, time.time(), signed_only)
+    if state == HIT and entry is not None:
+        log(query.token, f"cached ({entry.capsul}, {entry.rule})")
+        return Answer(_why(entry), None, provider.name, entry)
+    if fetch:
+        full_environment()
+    from sshpin.providers import for_config
+
+    entry = for_config(provider, root).answer(query, fetch)
+    why = _why(entry) if entry is not None else "managed, but nothing is cached yet"
+    return Answer(why, None, provider.name, entry)
+
+
+def _why(entry: HostEntry) -> str:
+    if not entry.capsul:
+        return f"vouched for by {entry.rule}"
+    return f"resolved by {entry.rule} to {entry.capsul}"
+
+
+def _load_config(root: str | None) -> config.Config | None:
+    from sshpin.providers import load_config
+
+    return load_config(cache=root)
+
+
+def _exists(path: str) -> bool:
+    import os
+
+    return os.path.isdir(path)
+
+
+def full_environment() -> None:
+    """Make site-packages importable before the slow path imports requests and friends.
+
+    The hook is started with ``-I -S`` (see launch.py): fast, but without site-packages.
+    """
+    if sys.flags.no_site and "site" not in sys.modules:
+        import site
+
+        site.main()

@@ -1,0 +1,63 @@
+"""Which capsul of the account a host is (docs/architecture.md): id, alias, address, DNS.
+
+First match wins; an address claimed by two capsuls is refused, never guessed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sshpin.core.names import ip_literal, is_capsul_id
+from sshpin.errors import NoKeysError
+
+if TYPE_CHECKING:
+    from sshpin.trust.document import Capsul, Document
+
+
+def resolve(
+    doc: Document, host: str, aliases: dict[str, str], resolve_dns: bool
+) -> tuple[Capsul, str] | None:
+    """Which capsul of the account is this host, and by which rule.
+
+    Returns (capsul, rule) or None. Raises NoKeysError when the answer is ambiguous (two
+    capsuls claiming one address): we never guess which key to trust.
+    """
+    if is_capsul_id(host):
+        return _by_id(doc, host, "capsul id")
+    if host in aliases:
+        return _by_id(doc, aliases[host], "alias")
+    literal = ip_literal(host)
+    if literal is not None:
+        found = _by_address(doc, {literal})
+        return (found, "address") if found else None
+    if not resolve_dns:
+        return None
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return None
+    addresses = {str(info[4][0]).split("%", 1)[0] for info in infos}
+    canonical = {a for a in (ip_literal(x) for x in addresses) if a}
+    found = _by_address(doc, canonical)
+    if found is None:
+        return None
+    if len(canonical) > 1 and not canonical <= {found.ipv4, found.ipv6}:
+        raise NoKeysError(f"{host} resolves to addresses of more than one machine")
+    return found, "dns"
+
+
+def _by_id(doc: Document, capsul_id: str, rule: str) -> tuple[Capsul, str] | None:
+    for capsul in doc.capsuls:
+        if capsul.id == capsul_id:
+            return capsul, rule
+    return None
+
+
+def _by_address(doc: Document, addresses: set[str]) -> Capsul | None:
+    found = [c for c in doc.capsuls if {c.ipv4, c.ipv6} & addresses]
+    if len(found) > 1:
+        ids = ", ".join(c.id for c in found[:4])
+        raise NoKeysError(f"address claimed by more than one capsul ({ids}): refusing to guess")
+    return found[0] if found else None

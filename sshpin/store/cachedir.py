@@ -1,0 +1,163 @@
+"""The cache directory (docs/architecture.md): one provider's part of it.
+
+Layout, under the cache dir (0700, owner only)::
+
+    config.marshal                  compiled configuration (see core/config.py)
+    history.log                     append-only record of key-set changes (store/history.py)
+    known_hosts                     the managed file of ProxyCommand mode (commands/proxy.py)
+    <provider>/document.json        the last verified provider document, with its fetch facts
+    <provider>/hosts/<host>         one small text entry per host ssh asked about
+    <provider>/mismatch/<host>      its mtime: the last refetch caused by an unknown key
+    <provider>/lock                 advisory lock held while fetching
+
+A cached hit reads one host entry: O(1) in the number of cached hosts. Host entries are derived
+from the document (which they copy the fetch time of), so a new document makes every entry
+older than it stale.
+"""
+
+from __future__ import annotations
+
+import os
+
+from sshpin.core.files import atomic_write, ensure_dir, read_small
+from sshpin.store.entries import ENTRY_MAGIC, HostEntry, age
+from sshpin.store.locks import FetchLock
+
+HIT, MISS, STALE, MISMATCH = "hit", "miss", "stale", "mismatch"
+MISMATCH_INTERVAL = 30.0  # at most one refetch per host for an unknown key in this many seconds
+MAX_DOCUMENT = 16 * 1024 * 1024  # the cached form of a document (4 MiB of JSON, re-encoded)
+
+
+class ProviderCache:
+    """One provider's part of the cache."""
+
+    def __init__(self, root: str, provider: str) -> None:
+        self.root = root
+        self.provider = provider
+        self.dir = os.path.join(root, provider)
+
+    def host_path(self, host: str) -> str:
+        return os.path.join(self.dir, "hosts", host)
+
+    def read_host(self, host: str) -> HostEntry | None:
+        raw = read_small(self.host_path(host))
+        if raw is None:
+            return None
+        try:
+            return HostEntry.from_text(raw.decode("ascii"))
+        except UnicodeDecodeError:
+            return None
+
+    def ask(
+        self, host: str, ttl: float, want: bytes | None, now: float, signed_only: bool
+    ) -> tuple[str, HostEntry | None]:
+        """The cache's one answer for a host, with the entry it read (if any):
+
+        - HIT: fresh, current with the provider's document, and it holds the server's key;
+        - MISMATCH: fresh and current, but the server's key (``want``) is not among its keys;
+        - STALE: past ``ttl``, older than the provider's cached document, or unsigned while
+          signatures are required now: usable only if a fetch fails (``stale_if_error``);
+        - MISS: nothing cached for the host.
+        """
+        entry = self.read_host(host)
+        if entry is None:
+            return MISS, None
+        if signed_only and not entry.signed:
+            return MISS, None  # signatures are required now: unsigned keys are not good enough
+        if age(entry.fetched_at, now) >= ttl or not self._current(entry):
+            return STALE, entry
+        return (HIT if entry.has(want) else MISMATCH), entry
+
+    def _current(self, entry: HostEntry) -> bool:
+        """Is the entry at least as new as the provider's cached document? The document is
+        rewritten (its mtime set to its fetch time) on every fetch, so an entry derived from an
+        older one may list keys the provider has since dropped. No document: nothing newer."""
+        mtime = self.document_mtime()
+        return mtime is None or mtime <= entry.fetched_at + 0.001
+
+    def peek_host(self, host: str) -> tuple[str, str] | None:
+        """(host, capsul) of an entry, without parsing its keys: for listing many entries.
+        None for a missing or visibly damaged entry (bad header or no end line)."""
+        raw = read_small(self.host_path(host))
+        if raw is None or not raw.endswith(b"\nend\n"):
+            return None
+        head = raw.split(b"\n", 3)
+        if len(head) < 4 or head[0] != ENTRY_MAGIC.encode() or not head[1].startswith(b"host "):
+            return None
+        if not head[2].startswith(b"capsul "):
+            return None
+        try:
+            return head[1][5:].decode("ascii"), head[2][7:].decode("ascii")
+        except UnicodeDecodeError:
+            return None
+
+    def _ensure(self, *parts: str) -> str:
+        ensure_dir(self.root)
+        path = self.dir
+        ensure_dir(path)
+        for part in parts:
+            path = os.path.join(path, part)
+            ensure_dir(path)
+        return path
+
+    def write_host(self, entry: HostEntry) -> None:
+        self._ensure("hosts")
+        atomic_write(self.host_path(entry.host), entry.to_text().encode("ascii"))
+
+    def drop_host(self, host: str) -> bool:
+        try:
+            os.unlink(self.host_path(host))
+            return True
+        except FileNotFoundError:
+            return False
+
+    def hosts(self) -> list[str]:
+        try:
+            return sorted(n for n in os.listdir(os.path.join(self.dir, "hosts")) if n[0] != ".")
+        except OSError:
+            return []
+
+    @property
+    def document_path(self) -> str:
+        return os.path.join(self.dir, "document.json")
+
+    def read_document(self) -> bytes | None:
+        """The cached document's bytes (trust/document.py parses them), or None."""
+        return read_small(self.document_path, limit=MAX_DOCUMENT)
+
+    def document_mtime(self) -> float | None:
+        try:
+            return os.stat(self.document_path).st_mtime
+        except OSError:
+            return None
+
+    def write_document(self, data: bytes, fetched_at: float) -> None:
+        self._ensure()
+        atomic_write(self.document_path, data)
+        # Host entries are compared with this mtime (see HostEntry.derived_current).
+        os.utime(self.document_path, (fetched_at, fetched_at))
+
+    def drop_document(self) -> bool:
+        try:
+            os.unlink(self.document_path)
+            return True
+        except FileNotFoundError:
+            return False
+
+    def mismatch_allowed(self, host: str, now: float) -> bool:
+        """May an unknown key for this host trigger a refetch now? (rate limit, section 5)"""
+        try:
+            last = os.stat(os.path.join(self.dir, "mismatch", host)).st_mtime
+        except OSError:
+            return True
+        return age(last, now) >= MISMATCH_INTERVAL
+
+    def mark_mismatch(self, host: str, now: float) -> None:
+        path = os.path.join(self._ensure("mismatch"), host)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        os.close(fd)
+        os.utime(path, (now, now))
+
+    def lock(self, timeout: float) -> FetchLock:
+        """The provider's fetch lock, as a context manager (see FetchLock)."""
+        return FetchLock(os.path.join(self._ensure(), "lock"), timeout)

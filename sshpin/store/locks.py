@@ -1,0 +1,40 @@
+"""The advisory lock under which one process fetches while the others wait for its result."""
+
+from __future__ import annotations
+
+import os
+
+
+class FetchLock:
+    """An advisory lock; ``with`` yields True when held, False when not had in time.
+
+    Waiting is bounded: a stuck holder must not hang every ssh connection, so after
+    ``timeout`` the caller goes on without the lock (and then serves what it can).
+    """
+
+    def __init__(self, path: str, timeout: float) -> None:
+        self.path = path
+        self.timeout = timeout
+        self.fd = -1
+
+    def __enter__(self) -> bool:
+        import fcntl
+        import time
+
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        deadline = time.monotonic() + self.timeout
+        delay = 0.005
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # closing releases the lock
+            self.fd = -1

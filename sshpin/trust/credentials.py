@@ -1,0 +1,188 @@
+"""API tokens (sshpin.conf(5), TOKENS): token_command, ``SSHPIN_TOKEN_<NAME>``, the OS keyring.
+
+The token travels only in the Authorization header. It is never put in argv, a log line, an
+exception message, or a file sshpin writes; keyring is imported only when the first two
+sources are empty (it probes D-Bus, which can be slow).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+
+from sshpin.errors import AuthError, ConfigError
+
+KEYRING_SERVICE = "sshpin"
+TOKEN_COMMAND_TIMEOUT = 10.0
+
+
+def env_name(provider: str) -> str:
+    """``SSHPIN_TOKEN_<NAME>``: the provider name upper-cased, ``-`` turned into ``_``."""
+    return "SSHPIN_TOKEN_" + provider.upper().replace("-", "_")
+
+
+def _check(token: str, source: str) -> str:
+    token = token.strip()
+    if not token:
+        raise AuthError(f"token from {source} is empty")
+    if not token.isascii() or not token.isprintable() or " " in token:
+        raise AuthError(f"token from {source} contains spaces or control characters")
+    return token
+
+
+def get_token(provider: str, token_command: str = "") -> str:
+    if token_command:
+        return _check(_run_token_command(provider, token_command), "token_command")
+    value = os.environ.get(env_name(provider))
+    if value:
+        return _check(value, env_name(provider))
+    token = keyring_get(provider)
+    if token:
+        return _check(token, "the keyring")
+    raise AuthError(
+        f"no API token for provider {provider!r}: run 'sshpin login {provider}', "
+        f"set {env_name(provider)}, or set token_command in the config"
+    )
+
+
+def _run_token_command(provider: str, command: str) -> str:
+    try:
+        argv = shlex.split(command)
+    except ValueError as e:
+        raise ConfigError(f"provider {provider!r}: token_command: {e}") from e
+    if not argv:
+        raise ConfigError(f"provider {provider!r}: token_command is empty")
+    try:
+        done = subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=TOKEN_COMMAND_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise AuthError(f"provider {provider!r}: token_command {argv[0]!r} failed: {e}") from None
+    if done.returncode != 0:
+        raise AuthError(
+            f"provider {provider!r}: token_command {argv[0]!r} exited with {done.returncode}"
+        )
+    try:
+        return done.stdout.decode("utf-8").splitlines()[0] if done.stdout.strip() else ""
+    except UnicodeDecodeError:
+        raise AuthError(f"provider {provider!r}: token_command printed non-UTF-8 bytes") from None
+
+
+def _keyring_unavailable(provider: str, why: str) -> AuthError:
+    return AuthError(
+        f"no usable OS keyring ({why}); set {env_name(provider)} or token_command instead"
+    )
+
+
+def keyring_get(provider: str) -> str | None:
+    try:
+        import keyring
+        import keyring.errors
+    except ImportError:
+        return None
+    try:
+        value = keyring.get_password(KEYRING_SERVICE, provider)
+    except keyring.errors.NoKeyringError:
+        return None
+    except Exception as e:  # backends raise many kinds; none may leak a token, only a name
+        raise _keyring_unavailable(provider, type(e).__name__) from None
+    return str(value) if value else None
+
+
+def read_token(provider: str, prompt_url: str) -> str:
+    """The token for ``sshpin login``: a no-echo prompt on a terminal, else one line of stdin."""
+    import sys
+
+    if sys.stdin.isatty():
+        import getpass
+
+        try:
+            text = getpass.getpass(f"API token for {provider} ({prompt_url}): ")
+        except EOFError:
+            text = ""
+        return _check(text, "the prompt")
+    data = sys.stdin.buffer.read(65537)
+    if len(data) > 65536:
+        raise AuthError("token on standard input is longer than 64 KiB")
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        raise AuthError("token on standard input is not ASCII text") from None
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) > 1:
+        raise AuthError("standard input holds more than one line; give the token alone")
+    return _check(lines[0] if lines else "", "standard input")
+
+
+def _need_keyring(provider: str) -> None:
+    try:
+        import keyring  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            f"the keyring package is not installed; set {env_name(provider)} "
+            "or token_command in the config instead"
+        ) from None
+
+
+def _no_keyring(provider: str, e: BaseException) -> ConfigError:
+    return ConfigError(
+        f"no OS keyring backend is available ({type(e).__name__}); set {env_name(provider)} "
+        "or token_command in the config instead (see sshpin(1), TOKENS)"
+    )
+
+
+def store_token(provider: str, token: str) -> str:
+    """Store the token in the OS keyring and read it back; returns the backend's name."""
+    _need_keyring(provider)
+    import keyring
+    import keyring.errors
+
+    backend = keyring.get_keyring()
+    try:
+        keyring.set_password(KEYRING_SERVICE, provider, token)
+        stored = keyring.get_password(KEYRING_SERVICE, provider)
+    except keyring.errors.NoKeyringError as e:
+        raise _no_keyring(provider, e) from None
+    except Exception as e:  # backends raise many kinds; the message may not hold the token
+        raise ConfigError(
+            f"the keyring ({type(backend).__name__}) refused the token: {type(e).__name__}"
+        ) from None
+    if stored != token:
+        raise ConfigError(
+            f"the keyring backend {type(backend).__module__} did not keep the token "
+            f"(it stores nothing); set {env_name(provider)} or token_command instead"
+        )
+    return f"{type(backend).__module__}.{type(backend).__name__}"
+
+
+def delete_token(provider: str) -> bool:
+    """Remove the provider's token from the keyring; False when none was stored."""
+    _need_keyring(provider)
+    import keyring
+    import keyring.errors
+
+    try:
+        if keyring.get_password(KEYRING_SERVICE, provider) is None:
+            return False
+        keyring.delete_password(KEYRING_SERVICE, provider)
+    except keyring.errors.PasswordDeleteError:
+        return False
+    except keyring.errors.NoKeyringError as e:
+        raise _no_keyring(provider, e) from None
+    except Exception as e:
+        raise ConfigError(f"the keyring refused to delete the token: {type(e).__name__}") from None
+    return True
+
+
+def overriding_source(provider: str, token_command: str) -> str | None:
+    """A token source that is consulted before the keyring, if one is set."""
+    if token_command:
+        return "token_command in the config"
+    if os.environ.get(env_name(provider)):
+        return f"the {env_name(provider)} variable"
+    return None

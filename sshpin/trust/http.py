@@ -1,0 +1,222 @@
+"""One requests Session: verified TLS, short timeouts, bounded retries, a size cap, no redirects.
+
+Imported only when a fetch is needed (``import requests`` alone costs about 0.1 s here).
+
+- ``trust_env`` is off: ``REQUESTS_CA_BUNDLE``, ``HTTPS_PROXY``, ``~/.netrc`` and friends cannot
+  silently replace the trust anchor, add credentials or reroute the request (threat model in
+  docs/architecture.md).
+- ``ca_bundle`` adds a private CA to the system store; verification is never turned off.
+- redirects are refused: a document must come from the URL the user configured.
+- the whole exchange, retries included, must end within ``TOTAL_TIMEOUT``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import ssl
+import time
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from sshpin import __version__
+from sshpin.errors import AuthError, ProviderError, VerificationError
+
+CONNECT_TIMEOUT = 3.0
+TOTAL_TIMEOUT = 10.0
+MAX_RETRIES = 2
+MAX_RETRY_WAIT = 5.0
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+USER_AGENT = f"sshpin/{__version__}"
+
+
+class _TLSAdapter(HTTPAdapter):
+    """An adapter whose SSL context trusts the system store plus an extra CA file."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self._context = context
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["ssl_context"] = self._context
+        super().init_poolmanager(*args, **kwargs)
+
+
+def session(ca_bundle: str = "") -> requests.Session:
+    s = requests.Session()
+    s.trust_env = False
+    s.headers["User-Agent"] = USER_AGENT
+    s.max_redirects = 0
+    if ca_bundle:
+        context = ssl.create_default_context()  # system store, hostname check, >= TLS 1.2
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            context.load_verify_locations(cafile=ca_bundle)
+        except (OSError, ssl.SSLError) as e:
+            from sshpin.errors import ConfigError
+
+            raise ConfigError(f"ca_bundle {ca_bundle}: cannot load: {e}") from e
+        s.mount("https://", _TLSAdapter(context))
+    return s
+
+
+class Response:
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+def _retry_after(value: str | None, now: float) -> float:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return 1.0
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 1.0
+    return max(0.0, when.timestamp() - now)
+
+
+class _Expired(BaseException):
+    """Raised by the deadline alarm; a BaseException so no library handler swallows it."""
+
+
+def _alarm(signum: int, frame: object) -> None:
+    raise _Expired
+
+
+def get(
+    s: requests.Session,
+    url: str,
+    headers: dict[str, str],
+    max_body: int,
+    what: str,
+    allow_404: bool = False,
+) -> Response:
+    """``_get`` under a hard deadline. requests' read timeout applies to each socket read, so a
+    server trickling a byte at a time could hold the caller for ever; in the main thread an
+    interval timer (SIGALRM) ends the whole exchange at TOTAL_TIMEOUT (plus a second)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return _get(s, url, headers, max_body, what, allow_404)
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, TOTAL_TIMEOUT + 1.0)
+    try:
+        return _get(s, url, headers, max_body, what, allow_404)
+    except _Expired:
+        raise ProviderError(
+            f"{what}: timed out (no whole answer within {TOTAL_TIMEOUT:.0f} s)"
+        ) from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _get(
+    s: requests.Session,
+    url: str,
+    headers: dict[str, str],
+    max_body: int,
+    what: str,
+    allow_404: bool = False,
+) -> Response:
+    """GET with the rules above; returns 200 and 304 answers (and 404 when ``allow_404``),
+    raises for everything else."""
+    deadline = time.monotonic() + TOTAL_TIMEOUT
+    attempt = 0
+    while True:
+        attempt += 1
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ProviderError(f"{what}: timed out (no answer within {TOTAL_TIMEOUT:.0f} s)")
+        try:
+            r = s.get(
+                url,
+                headers=headers,
+                timeout=(min(CONNECT_TIMEOUT, remaining), remaining),
+                allow_redirects=False,
+                stream=True,
+                verify=True,
+            )
+        except requests.exceptions.SSLError as e:
+            raise ProviderError(f"{what}: TLS verification failed: {_reason(e)}") from e
+        except requests.exceptions.ConnectTimeout as e:
+            raise ProviderError(f"{what}: connection timed out") from e
+        except requests.exceptions.ConnectionError as e:
+            raise ProviderError(f"{what}: cannot connect: {_reason(e)}") from e
+        except requests.exceptions.Timeout as e:
+            raise ProviderError(f"{what}: timed out") from e
+        except requests.exceptions.RequestException as e:
+            raise ProviderError(f"{what}: request failed: {_reason(e)}") from e
+        try:
+            status = r.status_code
+            if status in RETRY_STATUSES and attempt <= MAX_RETRIES:
+                wait = _retry_after(r.headers.get("Retry-After"), time.time())
+                if wait <= MAX_RETRY_WAIT and time.monotonic() + wait < deadline - 1.0:
+                    time.sleep(wait)
+                    continue
+            if status in (401, 403):
+                raise AuthError(f"{what}: token rejected (HTTP {status})")
+            if 300 <= status < 400 and status != 304:
+                raise ProviderError(f"{what}: redirect (HTTP {status}) refused")
+            if status == 429 or status >= 500:
+                raise ProviderError(
+                    f"{what}: provider busy or failing (HTTP {status}), retry later"
+                )
+            if status == 404 and allow_404:
+                return Response(404, {}, b"")
+            if status not in (200, 304):
+                raise ProviderError(f"{what}: unexpected HTTP {status}")
+            body = _read_capped(r, max_body, deadline, what) if status == 200 else b""
+            return Response(status, {k.lower(): v for k, v in r.headers.items()}, body)
+        finally:
+            r.close()
+
+
+def _read_capped(r: requests.Response, limit: int, deadline: float, what: str) -> bytes:
+    declared = r.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise VerificationError(f"{what}: body of {declared} bytes exceeds the limit ({limit})")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in r.iter_content(chunk_size=65536):
+            size += len(chunk)
+            if size > limit:
+                raise VerificationError(f"{what}: body exceeds the limit ({limit} bytes)")
+            if time.monotonic() > deadline:
+                raise ProviderError(
+                    f"{what}: timed out (body not received within {TOTAL_TIMEOUT:.0f} s)"
+                )
+            chunks.append(chunk)
+    except requests.exceptions.RequestException as e:
+        raise ProviderError(f"{what}: body not received: {_reason(e)}") from e
+    return b"".join(chunks)
+
+
+def _reason(e: Exception) -> str:
+    """The innermost cause, on one line, without the URL noise urllib3 wraps it in."""
+    inner: BaseException = e
+    while True:
+        nxt = inner.__cause__ or inner.__context__
+        if nxt is None or nxt is inner:
+            break
+        inner = nxt
+    text = str(inner) or type(inner).__name__
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        tail = text.split("certificate verify failed:", 1)[-1].strip(" )'\"")
+        return "certificate verify failed: " + (tail.split("(")[0].strip() or "untrusted")
+    if "Connection refused" in text:
+        return "connection refused"
+    if "Name or service not known" in text or "NameResolutionError" in text:
+        return "host name lookup failed"
+    return " ".join(text.split())[:160]

@@ -1,0 +1,84 @@
+"""``sshpin doctor``: every check passes on a set-up user, and each failure names its fix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sshpin.provider_side.refserver import ReferenceServer
+from tests.conftest import Pin
+
+
+def doctor(pin: Pin, ssh_config: Path, *args: str) -> tuple[int, dict[str, dict[str, object]]]:
+    done = pin.run("doctor", "--json", "--ssh-config", str(ssh_config), *args)
+    doc = json.loads(done.stdout)
+    assert doc["ok"] == (done.returncode == 0)
+    return done.returncode, {c["check"]: c for c in doc["checks"]}
+
+
+def test_doctor_passes_after_setup_and_names_each_failure(
+    pin: Pin, provider: ReferenceServer, tmp_path: Path
+) -> None:
+    ssh_config = tmp_path / "ssh_config"
+    assert pin.run("setup", "--ssh-config", str(ssh_config)).returncode == 0
+    status, checks = doctor(pin, ssh_config)
+    assert status == 0, checks
+    assert list(checks) == [
+        "openssh", "config", "snippet", "include", "ssh capsul", "provider capsul", "cache",
+    ]  # fmt: skip
+    assert "supports KnownHostsCommand" in str(checks["openssh"]["detail"])
+    assert "0 capsul(s)" in str(checks["provider capsul"]["detail"])
+
+    text = pin.run("doctor", "--ssh-config", str(ssh_config))
+    assert text.returncode == 0
+    assert [line.split()[0] for line in text.stdout.splitlines()] == ["ok"] * 7
+
+    # a rejected token: the provider check fails and says to log in
+    pin.env["SSHPIN_TOKEN_CAPSUL"] = "wrong"
+    status, checks = doctor(pin, ssh_config)
+    assert status == 1
+    assert checks["provider capsul"]["ok"] is False
+    assert checks["provider capsul"]["fix"] == "sshpin login capsul"
+    assert all(c["ok"] for name, c in checks.items() if name != "provider capsul")
+
+    # --offline skips the providers
+    status, checks = doctor(pin, ssh_config, "--offline")
+    assert status == 0 and "provider capsul" not in checks
+
+    # the Include gone: both the include check and ssh's own view of the host fail
+    ssh_config.write_text("Host *\n    User nobody\n")
+    status, checks = doctor(pin, ssh_config, "--offline")
+    assert status == 1
+    assert checks["include"]["ok"] is False and checks["include"]["fix"] == "sshpin setup"
+    assert checks["ssh capsul"]["ok"] is False
+    assert "knownhostscommand none" in str(checks["ssh capsul"]["detail"])
+
+    # an earlier line that turns strict checking off for the host wins in ssh: doctor sees it
+    ssh_config.unlink()
+    ssh_config.write_text("Host 127.0.0.1\n    StrictHostKeyChecking no\n")
+    assert pin.run("setup", "--ssh-config", str(ssh_config)).returncode == 0
+    status, checks = doctor(pin, ssh_config, "--offline")
+    assert checks["include"]["ok"] is True
+    assert checks["ssh capsul"]["ok"] is True  # setup's Include went on top: ours comes first
+
+    # a cache dir others may write to
+    pin.cache.mkdir(exist_ok=True)
+    pin.cache.chmod(0o777)
+    status, checks = doctor(pin, ssh_config, "--offline")
+    assert status == 1 and checks["cache"]["ok"] is False
+    assert "writable by group or others" in str(checks["cache"]["detail"])
+    pin.cache.chmod(0o700)
+
+    # a config error names the file and the key
+    pin.config.write_text(pin.config.read_text() + 'ttl = "soon"\n')
+    status, checks = doctor(pin, ssh_config, "--offline")
+    assert status == 1
+    assert f"{pin.config}: provider 'capsul': ttl" in str(checks["config"]["detail"])
+
+
+def test_doctor_with_no_config(pin: Pin, tmp_path: Path) -> None:
+    pin.config.unlink()
+    status, checks = doctor(pin, tmp_path / "none")
+    assert status == 1
+    assert checks["config"]["fix"] == "sshpin setup --provider NAME --api-url URL"
+    assert checks["include"]["ok"] is False

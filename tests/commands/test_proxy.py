@@ -1,0 +1,196 @@
+"""``sshpin proxy HOST PORT``: capsul ids without DNS, the relay, and legacy pinning through a
+managed known_hosts file, driven by real ssh, scp and rsync with ProxyCommand."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from sshpin.commands.demo import Sshd
+from sshpin.provider_side.refserver import ReferenceServer
+from tests.conftest import HOOK, SSHPIN, Keys, Pin
+
+PROXY = " ".join(HOOK) + " proxy %h %p"
+
+
+class OneShot:
+    """A TCP server on loopback for one connection, running ``handler`` on it."""
+
+    def __init__(self, family: int, handler: object) -> None:
+        self.sock = socket.socket(family)
+        self.sock.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
+        self.sock.listen(1)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, args=(handler,), daemon=True)
+        self.thread.start()
+
+    def _serve(self, handler: object) -> None:
+        conn, _ = self.sock.accept()
+        with conn:
+            handler(conn)  # type: ignore[operator]
+        self.sock.close()
+
+
+def proxy(pin: Pin, host: str, port: int, stdin: bytes = b"", keep_open: bool = False
+          ) -> subprocess.CompletedProcess[bytes]:  # fmt: skip
+    argv = [*HOOK, "proxy", host, str(port)]
+    if not keep_open:
+        return subprocess.run(argv, input=stdin, env=pin.env, capture_output=True, timeout=30)
+    # stdin stays open: only the server closing may end the relay
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=pin.env)  # fmt: skip
+    assert proc.stdin is not None
+    proc.stdin.write(stdin)
+    proc.stdin.flush()
+    out, err = proc.communicate(timeout=30)
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+def test_server_closing_first_ends_the_relay_with_everything_delivered(pin: Pin) -> None:
+    payload = os.urandom(3 << 20)
+    server = OneShot(socket.AF_INET, lambda c: c.sendall(payload))
+    done = proxy(pin, "127.0.0.1", server.port, keep_open=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == payload
+
+
+def test_half_close_reaches_the_server_and_its_answer_comes_back(pin: Pin) -> None:
+    def reverse(conn: socket.socket) -> None:
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+        conn.sendall(data[::-1])
+
+    server = OneShot(socket.AF_INET, reverse)
+    done = proxy(pin, "127.0.0.1", server.port, stdin=b"0123456789" * 1000)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (b"0123456789" * 1000)[::-1]
+
+
+def test_a_capsul_id_resolves_to_its_ipv6_address(
+    pin: Pin, provider: ReferenceServer, keys: Keys
+) -> None:
+    server = OneShot(socket.AF_INET6, lambda c: c.sendall(b"SSH-2.0-fake\r\n"))
+    provider.api.add("capsul-six", [keys.pub(keys.host)], ipv6="::1")
+    done = proxy(pin, "capsul-six", server.port, keep_open=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"SSH-2.0-fake\r\n"
+    managed = (pin.cache / "known_hosts").read_text()
+    assert managed == f"[capsul-six]:{server.port} {' '.join(keys.pub(keys.host).split()[:2])}\n"
+    assert ((pin.cache / "known_hosts").stat().st_mode & 0o777) == 0o600
+
+
+def test_clear_errors(pin: Pin, provider: ReferenceServer) -> None:
+    unknown = proxy(pin, "capsul-nope", 22)
+    assert unknown.returncode == 2
+    assert unknown.stderr.decode().startswith("sshpin: proxy capsul-nope: not a capsul of")
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    refused = proxy(pin, "127.0.0.1", port)
+    assert refused.returncode == 3
+    # 127.0.0.1 is managed here but no capsul has it: said, then the connection is tried
+    assert refused.stderr.decode().splitlines() == [
+        f"sshpin: [127.0.0.1]:{port}: not a capsul of account alice@example.org at provider "
+        "'capsul'",
+        f"sshpin: proxy: cannot connect to 127.0.0.1 port {port}: Connection refused",
+    ]
+    for host, port_text in (("a b", "22"), ("h", "0"), ("h", "x")):
+        bad = subprocess.run([SSHPIN, "proxy", host, port_text], env=pin.env, capture_output=True)
+        assert bad.returncode == 1 and bad.stderr.startswith(b"sshpin: proxy: ")
+
+
+@pytest.fixture
+def proxied(pin: Pin, provider: ReferenceServer, keys: Keys, tmp_path: Path) -> Path:
+    """A real sshd for the capsul capsul-test1; ssh reaches it only through sshpin proxy."""
+    provider.api.add("capsul-test1", [keys.pub(keys.host)], ipv4="127.0.0.1")
+    return tmp_path
+
+
+def user_config(path: Path, keys: Keys, extra: str = "") -> Path:
+    path.write_text(
+        f"{extra}"
+        "Host *\n"
+        "    BatchMode yes\n    IdentitiesOnly yes\n    User root\n"
+        f"    IdentityFile {keys.client}\n    GlobalKnownHostsFile /dev/null\n"
+        "    LogLevel ERROR\n"
+    )
+    return path
+
+
+def run(pin: Pin, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(argv), env=pin.env, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=90)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_ssh_scp_rsync_through_proxycommand_with_the_hook(
+    pin: Pin, proxied: Path, sshd: Sshd, keys: Keys, provider: ReferenceServer
+) -> None:
+    config = user_config(
+        proxied / "ssh_config",
+        keys,
+        f"Host capsul-*\n    ProxyCommand {PROXY}\n"
+        f"    KnownHostsCommand {' '.join(HOOK)} known-hosts %I %H %t %K\n"
+        "    StrictHostKeyChecking yes\n"
+        f"    UserKnownHostsFile {proxied / 'empty'}\n",
+    )
+    (proxied / "empty").write_text("")
+    port = str(sshd.port)
+    done = run(pin, "ssh", "-F", str(config), "-p", port, "capsul-test1", "echo", "via-proxy")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "via-proxy\n"
+    src = proxied / "blob"
+    src.write_bytes(os.urandom(1 << 20))
+    scp = run(pin, "scp", "-F", str(config), "-P", port, str(src), f"capsul-test1:{proxied}/up")
+    assert scp.returncode == 0, scp.stderr
+    assert (proxied / "up").read_bytes() == src.read_bytes()
+    rsync = run(pin, "rsync", "-a", "-e", f"ssh -F {config} -p {port}", str(src),
+                f"capsul-test1:{proxied}/rsynced")  # fmt: skip
+    assert rsync.returncode == 0, rsync.stderr
+    assert (proxied / "rsynced").read_bytes() == src.read_bytes()
+
+    with ThreadPoolExecutor(8) as pool:  # 8 parallel sessions through 8 proxies
+        results = list(pool.map(
+            lambda i: run(pin, "ssh", "-F", str(config), "-p", port, "capsul-test1", "echo",
+                          str(i)), range(8)))  # fmt: skip
+    assert [r.stdout for r in results] == [f"{i}\n" for i in range(8)]
+
+    provider.api.status_override = 503  # provider down, cache fresh: still works
+    down = run(pin, "ssh", "-F", str(config), "-p", port, "capsul-test1", "true")
+    assert down.returncode == 0, down.stderr
+
+    unknown = run(pin, "ssh", "-F", str(config), "-p", port, "capsul-nope", "true")
+    assert unknown.returncode == 255
+    assert "sshpin: proxy capsul-nope:" in unknown.stderr
+
+
+@pytest.mark.slow
+def test_legacy_mode_pins_without_knownhostscommand(
+    pin: Pin, proxied: Path, sshd: Sshd, keys: Keys
+) -> None:
+    config = user_config(proxied / "ssh_config", keys)
+    setup = run(pin, SSHPIN, "setup", "--legacy", "--ssh-config", str(config))
+    assert setup.returncode == 0, setup.stderr
+    snippet = (pin.dir / "ssh_config").read_text()
+    assert "ProxyCommand" in snippet and "KnownHostsCommand" not in snippet
+    port = str(sshd.port)
+    done = run(pin, "ssh", "-F", str(config), "-p", port, "capsul-test1", "echo", "legacy")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "legacy\n"
+    managed = (pin.cache / "known_hosts").read_text()
+    assert managed.startswith(f"[capsul-test1]:{port} ssh-ed25519 ")
+
+    sshd.restart([keys.forged])  # a man in the middle with another key: refused
+    forged = run(pin, "ssh", "-F", str(config), "-p", port, "capsul-test1", "true")
+    assert forged.returncode == 255
+    assert "Host key verification failed" in forged.stderr
+    doctor = run(pin, SSHPIN, "doctor", "--offline", "--ssh-config", str(config))
+    assert doctor.returncode == 0, doctor.stdout
+    assert "legacy mode is set up" in doctor.stdout

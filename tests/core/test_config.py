@@ -1,0 +1,111 @@
+"""config.py: strict validation with messages naming file and key; durations (property)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sshpin.core import config
+from sshpin.errors import ConfigError
+from sshpin.providers import load_config, validate_table
+
+BASE = '[[provider]]\nname = "capsul"\ntype = "capsul"\napi_url = "https://c.example/api"\n'
+
+
+def _write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    path.chmod(0o600)
+    return str(path)
+
+
+def test_valid_config_and_defaults(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, BASE + 'hosts = ["capsul-*"]\n'))
+    assert cfg is not None
+    p = cfg.providers[0]
+    assert (p.ttl, p.stale_if_error, p.get("resolve_dns")) == (3600, 7 * 86400, True)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        (BASE + 'hosts = ["x"]\nbogus = 1\n', "unknown key 'bogus'"),
+        (BASE, "hosts"),
+        (BASE.replace("https://", "http://") + 'hosts = ["x"]\n', "https://"),
+        (BASE + 'hosts = ["x"]\nttl = "5 minutes"\n', "ttl"),
+        (BASE + 'hosts = ["x"]\naliases = { web = "not-a-capsul" }\n', "aliases"),
+        (BASE.replace('"capsul"\ntype', '"Bad Name"\ntype') + 'hosts = ["x"]\n', "name"),
+        ('[[provider]]\nname = "ca"\ntype = "cert-authority"\nhosts = ["*"]\n'
+         'ca_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFZsXAdjk6KeLjHq'
+         '+lAt7Sw1QBZqMNoPvzlz/TY0H0qE"]\n',
+         "every host"),
+        ('top = 1\n', "unknown key 'top'"),
+        (BASE + 'hosts = ["x"\n', "config.toml"),
+    ],
+)  # fmt: skip
+def test_errors_name_the_key(tmp_path: Path, text: str, needle: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert needle in str(e.value)
+    assert path in str(e.value)
+
+
+def test_writable_config_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, BASE + 'hosts = ["x"]\n')
+    os.chmod(path, 0o666)
+    with pytest.raises(ConfigError, match="writable by group or others"):
+        load_config(path)
+
+
+def test_compiled_copy_used_and_refreshed(tmp_path: Path) -> None:
+    path = _write(tmp_path, BASE + 'hosts = ["a"]\n')
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    first = load_config(path, str(cache))
+    assert first is not None and first.providers[0].hosts == ["a"]
+    assert (cache / "config.marshal").exists()
+    (cache / "config.marshal").write_bytes(b"garbage")  # damaged: a miss, not a crash
+    assert load_config(path, str(cache)).providers[0].hosts == ["a"]  # type: ignore[union-attr]
+    _write(tmp_path, BASE + 'hosts = ["b"]\n')
+    assert load_config(path, str(cache)).providers[0].hosts == ["b"]  # type: ignore[union-attr]
+
+
+@given(st.lists(st.tuples(st.integers(0, 10**6), st.sampled_from("smhdw")), min_size=1, max_size=4))
+def test_durations(parts: list[tuple[int, str]]) -> None:
+    text = "".join(f"{n}{u}" for n, u in parts)
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    assert config.parse_duration(text, "ttl") == sum(n * units[u] for n, u in parts)
+
+
+@given(st.text(max_size=20))
+def test_duration_parser_never_crashes(text: str) -> None:
+    try:
+        assert config.parse_duration(text, "ttl") >= 0
+    except ValueError as e:
+        assert "ttl" in str(e)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["name", "type", "hosts", "api_url", "ttl", "aliases", "x", "resolve_dns", "ca_keys"]
+        ),
+        st.one_of(
+            st.text(max_size=20),
+            st.booleans(),
+            st.integers(),
+            st.lists(st.text(max_size=10), max_size=3),
+        ),
+        max_size=6,
+    )
+)
+def test_provider_validation_never_crashes(table: dict[str, object]) -> None:
+    try:
+        config.parse_document({"provider": [table]}, validate_table)
+    except ConfigError:
+        pass

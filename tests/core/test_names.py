@@ -1,0 +1,81 @@
+"""Host tokens from ssh and the hosts patterns (property-based)."""
+
+from __future__ import annotations
+
+import fnmatch
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sshpin.core.names import glob_match, hosts_match, is_capsul_id, split_host, valid_host
+from sshpin.errors import UsageError
+
+SAFE = set("abcdefghijklmnopqrstuvwxyz0123456789.-_:%")
+
+
+def test_split_host_forms() -> None:
+    assert split_host("Example.COM") == ("example.com", None)
+    assert split_host("[10.0.0.5]:2222") == ("10.0.0.5", 2222)
+    assert split_host("[::1]:22") == ("::1", 22)
+    assert split_host("fe80::1%eth0") == ("fe80::1%eth0", None)
+    assert split_host("capsul-as9w8djads") == ("capsul-as9w8djads", None)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["", "[x]", "[x]:", "[x]:0", "[x]:65536", "[x]:22a", "a b", "a\nb", "-oProxy=x", ".hidden",
+     "../../etc", "a/b", "$(reboot)", "a;b", "h\u00e9", "[::1]:22\n@cert-authority", "x" * 254],
+)  # fmt: skip
+def test_split_host_refuses(bad: str) -> None:
+    with pytest.raises(UsageError):
+        split_host(bad)
+
+
+@given(st.text(max_size=300))
+def test_accepted_host_is_safe_everywhere(token: str) -> None:
+    try:
+        host, port = split_host(token)
+    except UsageError:
+        return
+    assert set(host) <= SAFE and host[0] not in ".-" and ".." not in host and "/" not in host
+    assert port is None or 0 < port < 65536
+
+
+@given(st.from_regex(r"[a-z0-9.\-]{1,30}", fullmatch=True), st.integers(1, 65535))
+def test_bracket_form_round_trips(host: str, port: int) -> None:
+    if not valid_host(host):
+        return
+    assert split_host(f"[{host}]:{port}") == (host, port)
+
+
+@given(
+    st.from_regex(r"[a-c*?]{0,8}", fullmatch=True), st.from_regex(r"[a-c]{0,10}", fullmatch=True)
+)
+def test_glob_agrees_with_fnmatch(pattern: str, text: str) -> None:
+    assert glob_match(pattern, text) == fnmatch.fnmatchcase(text, pattern)
+
+
+def test_hosts_match_negation_and_cidr() -> None:
+    patterns = ["*.capsul.example", "!bad.capsul.example", "203.0.113.0/24", "capsul-*"]
+    assert hosts_match(patterns, "web.capsul.example")
+    assert not hosts_match(patterns, "bad.capsul.example")
+    assert hosts_match(patterns, "203.0.113.7")
+    assert not hosts_match(patterns, "203.0.114.7")
+    assert hosts_match(patterns, "capsul-abc")
+    assert not hosts_match(patterns, "example.org")
+    assert hosts_match(["2001:db8::/32"], "2001:db8::5")
+    assert not hosts_match(["2001:db8::/32"], "10.0.0.1")
+
+
+def test_capsul_ids() -> None:
+    assert is_capsul_id("capsul-as9w8djads")
+    for bad in (
+        "capsul-",
+        "capsul-AB",
+        "capsul-a/b",
+        "capsul-a.b",
+        "xcapsul-a",
+        "capsul-" + "a" * 65,
+    ):
+        assert not is_capsul_id(bad)

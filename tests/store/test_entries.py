@@ -1,0 +1,83 @@
+"""The cache: modes, damaged files read as misses, unsafe dirs refused, atomic writes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sshpin.provider_side.refserver import ReferenceServer
+from sshpin.store.cachedir import ProviderCache
+from sshpin.store.entries import HostEntry
+from sshpin.store.history import append_history, read_history
+from tests.conftest import Keys, Pin
+
+
+def _filled(pin: Pin, provider: ReferenceServer, keys: Keys) -> tuple[str, str]:
+    provider.api.add("capsul-abc", [keys.pub(keys.host)], ipv4="127.0.0.1")
+    key_type, b64 = keys.pub(keys.host).split()[:2]
+    assert pin.hook("HOSTNAME", "127.0.0.1", key_type, b64).stdout
+    return key_type, b64
+
+
+def test_modes(pin: Pin, provider: ReferenceServer, keys: Keys) -> None:
+    _filled(pin, provider, keys)
+    for path in [pin.cache, *pin.cache.rglob("*")]:
+        mode = path.stat().st_mode & 0o777
+        assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
+
+
+def test_damaged_entry_and_document_are_misses(
+    pin: Pin, provider: ReferenceServer, keys: Keys
+) -> None:
+    key_type, b64 = _filled(pin, provider, keys)
+    entry = pin.cache / "capsul" / "hosts" / "127.0.0.1"
+    for garbage in (b"", b"sshpin-host 1\nhost 127.0.0.1\n", os.urandom(300),
+                    entry.read_bytes().replace(b"AAAA", b"\n@cert-authority * AAAA")):  # fmt: skip
+        entry.write_bytes(garbage)
+        (pin.cache / "capsul" / "document.json").write_bytes(garbage)
+        done = pin.hook("HOSTNAME", "127.0.0.1", key_type, b64)
+        assert done.returncode == 0
+        assert done.stdout == f"127.0.0.1 {key_type} {b64}\n"
+        assert "@cert-authority" not in done.stdout
+    assert provider.api.count() == 5  # each damaged cache was a miss, refetched
+
+
+def test_unsafe_cache_dir_refused(pin: Pin, provider: ReferenceServer, keys: Keys) -> None:
+    key_type, b64 = _filled(pin, provider, keys)
+    pin.cache.chmod(0o777)
+    done = pin.hook("HOSTNAME", "127.0.0.1", key_type, b64)
+    assert done.returncode == 0 and done.stdout == ""
+    assert "writable by group or others" in done.stderr and "chmod 700" in done.stderr
+
+
+def test_history_survives_a_torn_line(tmp_path: Path) -> None:
+    append_history(str(tmp_path), [{"n": 1}])
+    with open(tmp_path / "history.log", "ab") as f:
+        f.write(b'{"n": 2, "torn')  # a writer killed mid-line
+    append_history(str(tmp_path), [{"n": 3}])
+    assert [r["n"] for r in read_history(str(tmp_path))] == [1, 3]
+
+
+@given(st.binary(max_size=400))
+def test_any_entry_bytes_parse_or_miss(raw: bytes) -> None:
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        return
+    entry = HostEntry.from_text(text)
+    if entry is not None:
+        for key in entry.keys:
+            assert key.known_hosts_line("h").count("\n") == 0
+
+
+def test_entry_round_trip(tmp_path: Path, keys: Keys) -> None:
+    from sshpin.core.keys import parse_line
+
+    store = ProviderCache(str(tmp_path / "c"), "p")
+    entry = HostEntry("h.example", "capsul-a", "dns", 123.5, [parse_line(keys.pub(keys.host))])
+    store.write_host(entry)
+    again = store.read_host("h.example")
+    assert again is not None and again.to_text() == entry.to_text()

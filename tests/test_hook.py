@@ -1,0 +1,102 @@
+"""The hook's command line (property-based) and its import discipline."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sshpin.errors import UsageError
+from sshpin.hook import parse_args
+from sshpin.provider_side.refserver import ReferenceServer
+from tests.conftest import HOOK, Keys, Pin
+
+ED = base64.b64encode(b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + b"k" * 32).decode()
+
+
+def test_parse_args_forms() -> None:
+    r = parse_args(["ORDER", "10.0.0.5", "NONE", "NONE"])
+    assert (r.host, r.port, r.want) == ("10.0.0.5", None, None)
+    r = parse_args(["HOSTNAME", "[Web.Example]:2222", "ssh-ed25519", ED])
+    assert (r.host, r.port, r.token) == ("web.example", 2222, "[Web.Example]:2222")
+    assert r.want == base64.b64decode(ED)
+    assert parse_args(["ADDRESS", "::1"]).want is None
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], ["ORDER"], ["order", "h"], ["HOSTNAME", "h", "ssh-ed25519"], ["X", "h", "NONE", "NONE"],
+     ["HOSTNAME", "h", "ssh-rsa", ED], ["HOSTNAME", "h", "ssh-ed25519", "@@@"],
+     ["HOSTNAME", "h", "ssh-ed25519", ED + "\n"], ["HOSTNAME", "h h", "NONE", "NONE"]],
+)  # fmt: skip
+def test_parse_args_refuses(args: list[str]) -> None:
+    with pytest.raises(UsageError):
+        parse_args(args)
+
+
+@given(st.lists(st.text(max_size=60), max_size=5))
+def test_parse_args_never_crashes(args: list[str]) -> None:
+    try:
+        r = parse_args(args)
+    except UsageError:
+        return
+    assert args[0] in ("ORDER", "HOSTNAME", "ADDRESS")
+    assert "\n" not in r.token and " " not in r.token
+
+
+def test_malformed_command_line_exits_1(pin: Pin) -> None:
+    done = pin.hook("HOSTNAME")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.startswith("sshpin: known-hosts: usage:")
+
+
+def test_no_config_means_unmanaged(pin: Pin) -> None:
+    pin.config.unlink()
+    done = pin.hook("HOSTNAME", "capsul-abc", "NONE", "NONE")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+# requests, cryptography, keyring: the slow imports; the rest cost milliseconds each here.
+HEAVY = {
+    "requests",
+    "cryptography",
+    "keyring",
+    "urllib3",
+    "tomllib",
+    "json",
+    "argparse",
+    "typing",
+    "re",
+}
+
+
+def test_cached_hit_imports_only_the_standard_library(
+    pin: Pin, provider: ReferenceServer, keys: Keys
+) -> None:
+    """A real cached hit, run exactly as ``sshpin setup`` tells ssh to run it (the launcher
+    with -I -S), with -X importtime listing every module the process imports."""
+    import subprocess
+
+    provider.api.add("capsul-abc", [keys.pub(keys.host)], ipv4="127.0.0.1")
+    key_type, b64 = keys.pub(keys.host).split()[:2]
+    args = ["known-hosts", "HOSTNAME", "[127.0.0.1]:22", key_type, b64]
+    assert pin.run(*args).stdout  # a fetch fills the cache
+    hit = subprocess.run(
+        [HOOK[0], "-X", "importtime", *HOOK[1:], *args],
+        env=pin.env,
+        capture_output=True,
+        text=True,
+    )
+    assert hit.returncode == 0, hit.stderr
+    assert hit.stdout == f"[127.0.0.1]:22 {key_type} {b64}\n"
+    loaded = {
+        line.split("|")[-1].strip().split(".")[0]
+        for line in hit.stderr.splitlines()
+        if line.startswith("import time:") and "imported package" not in line
+    }
+    assert "sshpin" in loaded and "site" not in loaded
+    assert not loaded & HEAVY, sorted(loaded & HEAVY)
+    assert provider.api.count() == 1

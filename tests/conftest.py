@@ -17,11 +17,19 @@ from pathlib import Path
 
 import pytest
 import trustme
+from hypothesis import HealthCheck, settings
 
 from sshpin.commands.demo import Sshd, keygen, write_ssh_config
 from sshpin.provider_side.refserver import CapsulAPI, ReferenceServer
 
 TOKEN = "test-token-5f1e0c"  # the provider's valid token for these tests
+
+# Property tests run on a cold cache, in parallel workers, on a shared 2-core machine: no
+# per-example deadline and no "too slow" verdict on the first text-drawing test of a worker.
+settings.register_profile(
+    "sshpin", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=100
+)
+settings.load_profile("sshpin")
 
 
 def _sshpin_script() -> str:
@@ -137,13 +145,17 @@ class Pin:
             timeout=timeout,
         )
 
-    def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, timeout: float = 60, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """``sshpin ARGS``; standard input is ``stdin`` when given, else /dev/null."""
         return subprocess.run(
             [SSHPIN, *args],
             env=self.env,
             capture_output=True,
             text=True,
-            stdin=subprocess.DEVNULL,
+            input=stdin,
+            stdin=None if stdin is not None else subprocess.DEVNULL,
             timeout=timeout,
         )
 

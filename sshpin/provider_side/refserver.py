@@ -34,6 +34,7 @@ class CapsulAPI:
         self.lock = threading.Lock()
         self.requests = 0  # every GET of /capsuls, answered or not
         self.status_override: int | None = None
+        self.override_count: int | None = None  # answer only this many with the override
         self.extra_headers: dict[str, str] = {}
         self.body_override: bytes | None = None
         self.delay = 0.0
@@ -128,6 +129,10 @@ class _Handler(BaseHTTPRequestHandler):
         with api.lock:
             api.requests += 1
             override, delay = api.status_override, api.delay
+            if override is not None and api.override_count is not None:
+                api.override_count -= 1
+                if api.override_count <= 0:
+                    api.status_override = api.override_count = None
         if delay:
             time.sleep(delay)
         if override is not None:

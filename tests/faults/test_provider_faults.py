@@ -250,10 +250,10 @@ def test_429_with_retry_after_is_retried_then_succeeds(
 ) -> None:
     provider.api.add("capsul-f", [keys.pub(keys.host)])
     provider.api.status_override = 429
+    provider.api.override_count = 2  # two 429s, then served: no timer racing the hook's start
     provider.api.extra_headers = {"Retry-After": "1"}
-    timer = threading.Timer(1.5, lambda: setattr(provider.api, "status_override", None))
-    timer.start()
+    started = time.monotonic()
     done = pin.hook("ORDER", "capsul-f")
-    timer.cancel()
     assert done.stdout and done.stderr == ""  # honoured Retry-After twice, then succeeded
     assert provider.api.count() == 3
+    assert time.monotonic() - started >= 2  # Retry-After: 1 honoured before each retry

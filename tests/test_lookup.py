@@ -11,7 +11,14 @@ import pytest
 from sshpin.provider_side.refserver import ReferenceServer
 from tests.conftest import Keys, Pin
 from tests.providers.test_url import Bucket, key_file
-from tests.providers.test_url import ops as ops_fixture  # noqa: F401 (pytest finds it as "ops")
+
+
+@pytest.fixture
+def ops(tmp_path: Path) -> dict[str, str]:
+    """The bucket's signing key (the url provider's ``signing_keys``), as tests/providers does."""
+    from sshpin.commands.demo import keygen
+
+    return {"ops": keygen(str(tmp_path / "ops")), "ops_key": str(tmp_path / "ops")}
 
 
 def same_lines(pin: Pin, token: str) -> list[str]:

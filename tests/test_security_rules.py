@@ -1,8 +1,8 @@
 """One test per security rule that a planted bug once broke with the whole suite still green.
 
 Each test names the rule and the bug it kills; mutation/security_mutants.toml plants each bug
-again and checks that the test named there fails (``python3 mutation/run.py``). Everything is
-end to end through the installed hook against the trustme HTTPS reference provider.
+again and checks that the test named there fails (``python3 mutation/run_mutants.py``).
+Everything is end to end through the installed hook against the trustme HTTPS provider.
 """
 
 from __future__ import annotations

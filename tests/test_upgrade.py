@@ -42,7 +42,7 @@ def test_the_hook_line_of_an_old_setup_survives_an_upgrade_in_place(
             (new / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, new / name)
     sh(sys.executable, "-m", "venv", "--system-site-packages", venv)
-    pip = [venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps",
+    pip: list[str | Path] = [venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps",
            "--disable-pip-version-check"]  # fmt: skip
     sh(*pip, old)
     ssh_config = tmp_path / "user_ssh_config"

@@ -1,7 +1,7 @@
 """Plant each security mutant of security_mutants.toml and require its tests to fail.
 
-    python3 mutation/run.py             # every mutant (a few minutes)
-    python3 mutation/run.py ID [ID...]  # the named ones
+    python3 mutation/run_mutants.py             # every mutant (a few minutes)
+    python3 mutation/run_mutants.py ID [ID...]  # the named ones
 
 Each mutant edits the working tree in place (the tests run the installed hook, which is this
 tree), runs ``pytest -x`` on the tests named in ``killed_by``, and restores the file whatever

@@ -82,26 +82,51 @@ def cache_files_whole(root: Path) -> int:
     return count
 
 
+SLOW_WRITES = """
+import os, time
+_write = os.write
+def _slow(fd, data):  # short, slow writes: a kill lands inside a write, not between files
+    time.sleep(0.005)
+    return _write(fd, bytes(data[:2048]))
+os.write = _slow
+"""
+
+
 def test_kill_9_at_any_moment_leaves_no_torn_file(
-    pin: Pin, provider: ReferenceServer, keys: Keys
+    pin: Pin, provider: ReferenceServer, keys: Keys, tmp_path: Path
 ) -> None:
-    for i in range(40):
+    for i in range(400):  # a document of about 130 KiB: some 70 writes of 5 ms
         provider.api.add(f"capsul-k{i}", [keys.pub(keys.host if i % 2 else keys.rebuilt)])
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    (slow / "sitecustomize.py").write_text(SLOW_WRITES)  # loaded by the console script's site
+    env = {**pin.env, "PYTHONPATH": str(slow)}
     rng = random.Random(7)
+    inside = 0
     for round_ in range(25):
         for host in (pin.cache / "capsul" / "hosts").glob("*") if pin.cache.exists() else []:
             host.unlink()
         if round_ % 3 == 0 and (pin.cache / "capsul" / "document.json").exists():
             (pin.cache / "capsul" / "document.json").unlink()
         proc = subprocess.Popen(
-            [SSHPIN, "known-hosts", "ORDER", f"capsul-k{round_}"], env=pin.env,
+            [SSHPIN, "known-hosts", "ORDER", f"capsul-k{round_}"], env=env,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        time.sleep(rng.uniform(0.0, 0.6))
+        deadline = time.monotonic() + 30  # wait for the event (a write has begun), not a guess
+        while proc.poll() is None and time.monotonic() < deadline and round_ % 5:
+            if pin.cache.exists() and next(pin.cache.rglob(".tmp.*"), None):
+                break
+            time.sleep(0.001)
+        time.sleep(rng.uniform(0.0, 0.2))  # then anywhere inside the write, or after it
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         if pin.cache.exists():
             cache_files_whole(pin.cache)
+            torn = list(pin.cache.rglob(".tmp.*"))  # a temp file left: killed mid-write
+            inside += bool(torn)
+            for path in torn:
+                path.unlink()
+    assert inside >= 5, f"only {inside} of 25 kills landed inside a write"
     done = pin.hook("ORDER", "capsul-k1")
     assert done.stdout.split()[1:] == key_args(keys, keys.host)
 

@@ -85,6 +85,15 @@ def refused(done: subprocess.CompletedProcess[str]) -> bool:
     return done.returncode == 255 and "certified" not in done.stdout
 
 
+def vouches_for_the_ca(lab: Lab, host: str = "127.0.0.1") -> str:
+    """What sshpin printed: exactly the configured CA (so ssh, not a silent sshpin, refused)."""
+    hook = lab.pin.hook("ORDER", host)
+    ca_key = " ".join(Path(lab.cas["ca"] + ".pub").read_text().split()[:2])
+    assert hook.stdout.splitlines()[0] == f"@cert-authority {host} {ca_key}", hook.stderr
+    assert hook.stderr == ""
+    return hook.stdout
+
+
 def test_a_valid_certificate_for_a_listed_host_is_accepted(lab: Lab) -> None:
     lab.serve()
     done = lab.ssh("127.0.0.1")
@@ -108,18 +117,22 @@ def test_an_expired_certificate_is_refused(lab: Lab) -> None:
     lab.serve(validity="20200101:20200102")
     done = lab.ssh()
     assert refused(done), done.stderr
+    assert vouches_for_the_ca(lab).count("\n") == 1
 
 
 def test_wrong_principals_are_refused(lab: Lab) -> None:
     lab.serve(principals="other.example")
     done = lab.ssh()
     assert refused(done), done.stderr
+    assert vouches_for_the_ca(lab).count("\n") == 1
 
 
 def test_a_certificate_by_another_ca_is_refused(lab: Lab) -> None:
     lab.serve(ca="other")
     done = lab.ssh()
     assert refused(done), done.stderr
+    other = " ".join(Path(lab.cas["other"] + ".pub").read_text().split()[:2])
+    assert other not in vouches_for_the_ca(lab)  # only the configured CA, never the server's
 
 
 def test_revoked_keys_refuse_a_key_despite_its_certificate(lab: Lab) -> None:
@@ -129,6 +142,7 @@ def test_revoked_keys_refuse_a_key_despite_its_certificate(lab: Lab) -> None:
     done = lab.ssh()
     assert refused(done), done.stderr
     assert "revoked" in done.stderr.lower()
+    assert vouches_for_the_ca(lab).splitlines()[1:] == [f"@revoked 127.0.0.1 {host_pub}"]
 
 
 def test_a_ca_for_every_host_is_refused(lab: Lab) -> None:

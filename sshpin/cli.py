@@ -42,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         return ssh_main(args[1:])
     if args[:1] == ["proxy"] and args[1:2] not in (["-h"], ["--help"]):
         return _proxy(args[1:])  # run by ssh on every connection: no argparse
+    if args[:1] == ["complete"]:  # hidden: names for the shell completion scripts
+        from sshpin.commands.complete import main as complete
+
+        return complete(args[1:])
     return _run(args)
 
 

@@ -11,7 +11,7 @@ import shutil
 import ssl
 import subprocess
 import sysconfig
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -259,3 +259,19 @@ def ssh(pin: Pin, sshd: Sshd, keys: Keys, provider: ReferenceServer, tmp_path: P
     known_hosts = tmp_path / "known_hosts"
     known_hosts.write_text("")
     return SSH(pin, sshd, keys, str(config), str(known_hosts))
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """In CI (``CI`` set, as ``.ci/run`` does), a skipped test fails: nothing skips silently."""
+    report = yield
+    if report.skipped and _in_ci() and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"sshpin: a test may not skip in CI (CI is set): {report.longrepr}"
+    return report

@@ -151,6 +151,8 @@ def run(ssh_config: str, explicit: bool, check_providers: bool = True) -> list[C
             Check("include", False, f"{ssh_config} has {where} {snippet}", "sshpin setup")
         )
 
+    checks.append(_home_check(ssh, ssh_config, explicit, path))
+
     if cfg is not None and version is not None:
         hook = " ".join(hook_command()) + " " + HOOK_ARGS
         proxy = " ".join(hook_command()) + " proxy %h %p"
@@ -201,6 +203,34 @@ def run(ssh_config: str, explicit: bool, check_providers: bool = True) -> list[C
     except OSError as e:
         checks.append(Check("cache", False, f"{cache}: {e.strerror}", "check its parent"))
     return checks
+
+
+def _home_check(ssh: str, ssh_config: str, explicit: bool, config_path: str) -> Check:
+    """Which files ssh reads (from the password database's home, never $HOME) and whether
+    $HOME, where sshpin's own files are, is somewhere else."""
+    import os
+
+    home = os.environ.get("HOME") or real_home()
+    account = real_home()
+    reads = [ssh_config] if explicit else [ssh_config, "/etc/ssh/ssh_config"]
+    try:
+        seen = effective(ssh, ssh_config, explicit, "sshpin-doctor.invalid")
+        known = _expanded(seen) + seen.get("globalknownhostsfile", "").split()
+    except SshpinError:
+        known = []
+    files = f"ssh reads {' and '.join(reads)}" + (
+        f", known hosts {' '.join(known)}" if known else ""
+    )
+    if os.path.realpath(home) == os.path.realpath(account):
+        return Check("home", True, f"{files}; sshpin reads {config_path}")
+    under = os.path.realpath(config_path).startswith(os.path.realpath(home).rstrip("/") + "/")
+    return Check(
+        "home",
+        True,
+        f"$HOME is {home}, not the account's home {account}: ssh ignores $HOME, so {files}; "
+        f"sshpin reads {config_path}"
+        + (" (found through $HOME: an ssh started with another HOME will not)" if under else ""),
+    )
 
 
 def _expanded(seen: dict[str, str]) -> list[str]:

@@ -362,10 +362,52 @@ def _write(path: str, text: str, old: str | None, mode: int | None, say: list[st
     atomic_write(real, text.encode(), mode if mode is not None else 0o600)
 
 
-def _ensure_parent(path: str) -> None:
+def _ensure_parent(path: str, created: list[str] | None = None) -> None:
+    """Make ``path``'s directory (private); the directories made are added to ``created``."""
     parent = os.path.dirname(os.path.realpath(path))
     if not os.path.isdir(parent):
+        missing = []
+        here = parent
+        while not os.path.lexists(here) and os.path.dirname(here) != here:
+            missing.append(here)
+            here = os.path.dirname(here)
         os.makedirs(parent, mode=0o700)
+        if created is not None:
+            created.extend(reversed(missing))
+
+
+def created_record() -> str:
+    """Where setup notes the files and directories it created, so undo removes exactly those."""
+    return os.path.join(config_dir(), ".setup-created")
+
+
+def _remember_created(paths: list[str]) -> None:
+    record = created_record()
+    known = _created()
+    new = [p for p in paths if p not in known]
+    if not new:
+        return
+    _ensure_parent(record)
+    lines = ["# made by 'sshpin setup'; 'sshpin setup --undo' removes them while unchanged"]
+    lines += sorted(known) + new
+    atomic_write(record, ("\n".join(lines) + "\n").encode())
+
+
+def _created() -> set[str]:
+    text, _ = _read(created_record())
+    lines = (text or "").splitlines()
+    return {line for line in lines if line.startswith("/")}
+
+
+def _remove_created_dirs(created: set[str], say: list[str]) -> None:
+    """Remove the directories setup made, deepest first, where they are empty again."""
+    for path in sorted(created, key=len, reverse=True):
+        if os.path.isdir(path) and not os.path.islink(path):
+            try:
+                os.rmdir(path)
+            except OSError:
+                continue  # something else lives there now: it stays
+            say.append(f"removed {path}, which setup created")
 
 
 # ---- the command ---------------------------------------------------------------------------
@@ -380,28 +422,47 @@ def setup(
 ) -> list[str]:
     """Do the setup; return one line per change (empty when nothing needed to change)."""
     say: list[str] = []
+    created: list[str] = []  # what did not exist before: undo removes exactly these
+    try:
+        _setup(ssh_config, provider, api_url, hosts, legacy, say, created)
+    finally:
+        if created:
+            _remember_created(created)
+    return say
+
+
+def _setup(
+    ssh_config: str,
+    provider: str | None,
+    api_url: str | None,
+    hosts: list[str] | None,
+    legacy: bool | None,
+    say: list[str],
+    created: list[str],
+) -> None:
     path = config_path()
     if provider is not None:
-        _add_provider(path, provider, api_url, hosts or ["capsul-*"], say)
+        _add_provider(path, provider, api_url, hosts or ["capsul-*"], say, created)
     elif api_url is not None or hosts:
         raise UsageError("setup: --api-url and --hosts need --provider NAME")
     snippet, text = current_snippet(legacy)
     old, mode = _read(snippet)
     if old != text:
-        _ensure_parent(snippet)
+        _ensure_parent(snippet, created)
         _write(snippet, text, old, mode, say)
         say.append(f"wrote {snippet}")
     current, mode = _read(ssh_config)
     updated = add_include(current or "", snippet)
     if updated is not None:
-        _ensure_parent(ssh_config)
+        _ensure_parent(ssh_config, created)
         _write(ssh_config, updated, current, mode, say)
+        if current is None:
+            created.append(os.path.realpath(ssh_config))
         say.append(f"added 'Include {snippet}' at the top of {ssh_config}")
-    return say
 
 
 def _add_provider(
-    path: str, name: str, api_url: str | None, hosts: list[str], say: list[str]
+    path: str, name: str, api_url: str | None, hosts: list[str], say: list[str], created: list[str]
 ) -> None:
     text, mode = _read(path)
     existing = {p.name: p for p in parse_file(path, validate_table)} if text is not None else {}
@@ -428,19 +489,26 @@ def _add_provider(
     base = text or ""
     if base and not base.endswith("\n"):
         base += "\n"
-    _ensure_parent(path)
+    _ensure_parent(path, created)
     _write(path, base + ("\n" if base else "") + block, text, mode, say)
+    if text is None:
+        created.append(os.path.realpath(path))
     say.append(f"added provider {name!r} to {path}")
 
 
 def undo(ssh_config: str) -> list[str]:
-    """Remove what setup added: the Include, the snippet, unedited provider tables."""
+    """Remove what setup added: the Include, the snippet, unedited provider tables; and the
+    files and directories setup created, where nothing else was put in them since."""
     say: list[str] = []
     snippet = snippet_path()
+    created = _created()
     current, mode = _read(ssh_config)
     if current is not None:
         updated = remove_include(current, snippet)
-        if updated is not None:
+        if updated == "" and os.path.realpath(ssh_config) in created:
+            os.unlink(os.path.realpath(ssh_config))
+            say.append(f"removed {ssh_config}, which setup created")
+        elif updated is not None:
             _write(ssh_config, updated, current, mode, say)
             say.append(f"removed sshpin's Include from {ssh_config}")
     if os.path.exists(snippet):
@@ -455,8 +523,14 @@ def undo(ssh_config: str) -> list[str]:
             if remaining.strip():
                 _write(path, remaining, text, mode, say)
                 say.append(f"removed the provider tables setup added to {path}")
+            elif remaining == "" and os.path.realpath(path) in created:
+                os.unlink(path)
+                say.append(f"removed {path}, which setup created")
             else:
                 backup = backup_path(path)
                 os.replace(path, backup)
                 say.append(f"removed {path}, which held only what setup added (moved to {backup})")
+    if os.path.exists(created_record()):
+        os.unlink(created_record())
+    _remove_created_dirs(created, say)
     return say

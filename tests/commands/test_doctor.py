@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from sshpin.provider_side.refserver import ReferenceServer
@@ -24,14 +25,15 @@ def test_doctor_passes_after_setup_and_names_each_failure(
     status, checks = doctor(pin, ssh_config)
     assert status == 0, checks
     assert list(checks) == [
-        "openssh", "config", "snippet", "include", "ssh capsul", "provider capsul", "cache",
+        "openssh", "config", "snippet", "include", "home", "ssh capsul", "provider capsul",
+        "cache",
     ]  # fmt: skip
     assert "supports KnownHostsCommand" in str(checks["openssh"]["detail"])
     assert "0 capsul(s)" in str(checks["provider capsul"]["detail"])
 
     text = pin.run("doctor", "--ssh-config", str(ssh_config))
     assert text.returncode == 0
-    assert [line.split()[0] for line in text.stdout.splitlines()] == ["ok"] * 7
+    assert [line.split()[0] for line in text.stdout.splitlines()] == ["ok"] * 8
 
     # a rejected token: the provider check fails and says to log in
     pin.env["SSHPIN_TOKEN_CAPSUL"] = "wrong"
@@ -82,3 +84,34 @@ def test_doctor_with_no_config(pin: Pin, tmp_path: Path) -> None:
     assert status == 1
     assert checks["config"]["fix"] == "sshpin setup --provider NAME --api-url URL"
     assert checks["include"]["ok"] is False
+
+
+def test_doctor_says_which_files_ssh_reads_and_when_home_is_elsewhere(
+    pin: Pin, tmp_path: Path
+) -> None:
+    import pwd
+
+    account = pwd.getpwuid(os.getuid()).pw_dir
+    ssh_config = tmp_path / "ssh_config"
+    assert pin.run("setup", "--ssh-config", str(ssh_config)).returncode == 0
+
+    # HOME (the fixture's) is not the account's home: doctor says so, and what ssh reads
+    status, checks = doctor(pin, ssh_config, "--offline")
+    assert status == 0, checks
+    home = str(checks["home"]["detail"])
+    assert checks["home"]["ok"] is True
+    assert f"$HOME is {pin.dir}, not the account's home {account}: ssh ignores $HOME" in home
+    assert f"ssh reads {ssh_config}, known hosts {account}/.ssh/known_hosts " in home
+    assert f"sshpin reads {pin.config}" in home and "(found through $HOME" in home
+
+    # the default ssh config is the account's, with the system-wide one (no -F)
+    done = pin.run("doctor", "--json", "--offline")
+    detail = next(c["detail"] for c in json.loads(done.stdout)["checks"] if c["check"] == "home")
+    assert f"ssh reads {account}/.ssh/config and /etc/ssh/ssh_config" in detail
+
+    # HOME is the account's home: no warning, the same list of files
+    pin.env["HOME"] = account
+    status, checks = doctor(pin, ssh_config, "--offline")
+    home = str(checks["home"]["detail"])
+    assert home.startswith(f"ssh reads {ssh_config}, known hosts {account}/.ssh/known_hosts ")
+    assert "$HOME" not in home and home.endswith(f"sshpin reads {pin.config}")

@@ -127,7 +127,7 @@ def test_setup_keeps_every_user_line_mode_and_line_ends(pin: Pin) -> None:
     assert ssh_config.read_bytes() == USER_CONFIG.encode()
     assert (ssh_config.stat().st_mode & 0o777) == 0o640
     assert not pin.config.exists()  # setup created it, and it held only setup's table
-    assert Path(str(pin.config) + ".sshpin-backup").exists()
+    assert not Path(str(pin.config) + ".sshpin-backup").exists()  # as before: no file at all
     assert not Path(sshconfig_snippet(pin)).exists()
     assert hook_of(ssh_config, "capsul-as9w8djads") is None
     assert setup(pin, ssh_config, "--undo").stdout == "nothing to undo\n"
@@ -150,7 +150,7 @@ def test_setup_uses_existing_config_and_keeps_user_providers_on_undo(pin: Pin) -
     assert pin.config.read_text().startswith(original)
     assert setup(pin, ssh_config, "--undo").returncode == 0
     assert pin.config.read_text() == original  # the user's own provider stays
-    assert hook_of(ssh_config, "127.0.0.1") is None
+    assert not ssh_config.exists()  # setup created it: undo removes it
 
 
 def test_undo_keeps_a_provider_table_edited_since(pin: Pin) -> None:

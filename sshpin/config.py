@@ -353,14 +353,15 @@ def _validate_provider(table: dict[str, Any]) -> dict[str, Any]:
 
 
 def _signing_keys(lines: list[str]) -> list[str]:
-    """Validate public key lines; keep them as ``type base64`` (comments dropped)."""
+    """Validate public key lines; keep them as ``type base64`` (comments dropped). Security
+    keys (``sk-*``) are accepted: these keys sign and certify, they are not host keys."""
     from sshpin.errors import VerificationError
-    from sshpin.keys import parse_line
+    from sshpin.keys import SIGNING_KEY_TYPES, parse_line
 
     out = []
     for line in lines:
         try:
-            out.append(parse_line(line).openssh())
+            out.append(parse_line(line, SIGNING_KEY_TYPES).openssh())
         except VerificationError as e:
             raise ValueError(f"key {line[:40]!r}: {e}") from e
     return out

@@ -215,11 +215,13 @@ def _provider_check(p: config_mod.ProviderConfig) -> Check:
     if p.type == "cert-authority":
         from sshpin.hostkeys import ca_keys
 
+        notes: list[str] = []
         try:
-            count = len(ca_keys(p))
+            count = len(ca_keys(p, notes))
         except SshpinError as e:
             return Check(name, False, str(e), "fix ca_keys or ca_key_files")
-        return Check(name, True, f"{count} CA key(s)")
+        skipped = f"; {len(notes)} skipped, first: {notes[0]}" if notes else ""
+        return Check(name, True, f"{count} CA key(s){skipped}")
     if p.type == "url":
         count = len(p.get("signing_keys"))
         return Check(name, True, f"{count} signing key(s); key files are fetched per host")

@@ -18,8 +18,15 @@ import sys
 import time
 
 from sshpin import cache, config, pins
-from sshpin.errors import EXIT_OK, EXIT_USAGE, ConfigError, SshpinError, UsageError
-from sshpin.keys import HostKey, decode_base64, parse_line
+from sshpin.errors import (
+    EXIT_OK,
+    EXIT_USAGE,
+    ConfigError,
+    SshpinError,
+    UsageError,
+    VerificationError,
+)
+from sshpin.keys import SIGNING_KEY_TYPES, HostKey, decode_base64, parse_key_lines, parse_line
 from sshpin.resolve import hosts_match, split_host
 
 REASONS = ("ORDER", "HOSTNAME", "ADDRESS")
@@ -127,8 +134,12 @@ def _from_provider(request: Request) -> list[str]:
         log(f"{request.host}: no provider's hosts match: not managed")
         return []
     if provider.type == "cert-authority":
-        lines = [k.known_hosts_line(request.token, "@cert-authority") for k in ca_keys(provider)]
-        revoked = [parse_line(line) for line in provider.get("revoked_keys")]
+        notes: list[str] = []
+        authorities = ca_keys(provider, notes)
+        for note in notes:
+            log(note)
+        lines = [k.known_hosts_line(request.token, "@cert-authority") for k in authorities]
+        revoked = [parse_line(line, SIGNING_KEY_TYPES) for line in provider.get("revoked_keys")]
         return lines + [k.known_hosts_line(request.token, "@revoked") for k in revoked]
     store = cache.ProviderCache(root, provider.name)
     entry = store.read_host(request.host)
@@ -191,13 +202,28 @@ def _fresh(
         return False
 
 
-def ca_keys(provider: config.ProviderConfig) -> list[HostKey]:
-    """A cert-authority provider's keys: inline ``ca_keys`` then each of ``ca_key_files``."""
-    keys = [parse_line(line) for line in provider.get("ca_keys")]
+def ca_keys(provider: config.ProviderConfig, notes: list[str] | None = None) -> list[HostKey]:
+    """A cert-authority provider's keys: inline ``ca_keys`` then each of ``ca_key_files``.
+
+    A line of a key type sshpin cannot use is skipped, with a note in ``notes`` naming the
+    file, line and type (fewer CAs is safe: ssh then trusts fewer certificates); anything
+    malformed is an error naming the file and line.
+    """
+    keys = [parse_line(line, SIGNING_KEY_TYPES) for line in provider.get("ca_keys")]
+    skipped: list[str] = []
     for path in provider.get("ca_key_files"):
-        for line in _read_ca_file(provider.name, path).splitlines():
-            if line.strip() and not line.lstrip().startswith("#"):
-                keys.append(parse_line(line))
+        found: list[str] = []
+        try:
+            text = _read_ca_file(provider.name, path)
+            keys += parse_key_lines(text, True, found, SIGNING_KEY_TYPES)
+        except VerificationError as e:
+            raise ConfigError(f"provider {provider.name!r}: CA key file {path}: {e}") from None
+        skipped += [f"CA key file {path}: {note}" for note in found]
+    if notes is not None:
+        notes += [f"provider {provider.name!r}: {note}" for note in skipped]
+    if not keys:
+        why = f" ({skipped[0]})" if skipped else ""
+        raise ConfigError(f"provider {provider.name!r}: no usable CA key{why}")
     return keys
 
 

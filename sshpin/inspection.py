@@ -442,7 +442,10 @@ def cmd_pin(token: str, stdin: TextIO, out: TextIO) -> int:
     text = stdin.read(pins.MAX_INPUT + 1)
     if len(text) > pins.MAX_INPUT:
         raise UsageError(f"pin {host}: more than 64 KiB on standard input")
-    keys = pins.parse_pasted(text, host)
+    notes: list[str] = []
+    keys = pins.parse_pasted(text, host, notes)
+    for note in notes:
+        warn(note)
     now = time.time()
     for key in keys:
         out.write(keygen_line(key, host) + "\n" + randomart(key) + "\n")
@@ -512,12 +515,12 @@ def cmd_fingerprints(token: str, md5: bool, out: TextIO) -> int:
         raise type(e)(f"fingerprints {token}: {e}") from None
     if not lines:
         raise NoKeysError(f"fingerprints {token}: no provider or pin vouches for {host}")
-    from sshpin.keys import parse_line
+    from sshpin.keys import KEY_TYPES, SIGNING_KEY_TYPES, parse_line
 
     for line in lines:
         marker = line.startswith("@")
         parts = line.split(" ")
-        key = parse_line(" ".join(parts[-2:]))
+        key = parse_line(" ".join(parts[-2:]), SIGNING_KEY_TYPES if marker else KEY_TYPES)
         comment = " ".join(parts[:2]) if marker else parts[0]
         out.write(keygen_line(key, comment, md5) + "\n")
     return 0

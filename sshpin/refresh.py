@@ -301,8 +301,9 @@ def obtain_file(
         if not locked:
             say(f"{host}: timed out waiting for another sshpin's fetch")
         else:
+            notes: list[str] = []
             try:
-                fresh = HostFileProvider(cfg).fetch_host(host, time.time())
+                fresh = HostFileProvider(cfg).fetch_host(host, time.time(), notes)
             except (ProviderError, VerificationError) as e:
                 if (
                     not force
@@ -313,6 +314,8 @@ def obtain_file(
                     return entry
                 raise
             records = _file_changes(cfg.name, entry, fresh)
+            for note in notes:  # shown when the keys are new or changed, not at every refetch
+                (say if records or force else log)(note)
             _save(store, fresh, log)
             if records:
                 _try(lambda: cache.append_history(store.root, records), log)

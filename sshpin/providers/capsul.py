@@ -68,7 +68,7 @@ class CapsulProvider(Provider):
         import binascii
 
         from sshpin import sshsig
-        from sshpin.keys import parse_line
+        from sshpin.keys import SIGNING_KEY_TYPES, parse_line
 
         what = f"provider {self.name!r}"
         if not header:
@@ -77,7 +77,7 @@ class CapsulProvider(Provider):
             blob = binascii.a2b_base64(header.strip().encode("ascii"), strict_mode=True)
         except (binascii.Error, UnicodeEncodeError):
             raise VerificationError(f"{what}: Sshpin-Signature is not base64") from None
-        allowed = [parse_line(line) for line in signing_keys]
+        allowed = [parse_line(line, SIGNING_KEY_TYPES) for line in signing_keys]
         try:
             sshsig.verify(blob, body, allowed)
         except VerificationError as e:

@@ -33,9 +33,10 @@ class HostFileProvider:
     def url_for(self, host: str) -> str:
         return str(self.cfg.get("url")).replace("{host}", quote(host, safe=""))
 
-    def fetch_host(self, host: str, now: float) -> HostEntry:
+    def fetch_host(self, host: str, now: float, notes: list[str] | None = None) -> HostEntry:
+        """The host's signed key file; a note in ``notes`` for each key line skipped."""
         from sshpin import sshsig
-        from sshpin.keys import parse_line
+        from sshpin.keys import SIGNING_KEY_TYPES, parse_line
 
         url = self.url_for(host)
         what = f"provider {self.name!r}"
@@ -53,26 +54,31 @@ class HostFileProvider:
             text = sig.body.decode("ascii")
         except UnicodeDecodeError:
             raise VerificationError(f"{what}: {url}.sig is not an armored signature") from None
-        allowed = [parse_line(line) for line in self.cfg.get("signing_keys")]
+        allowed = [parse_line(line, SIGNING_KEY_TYPES) for line in self.cfg.get("signing_keys")]
         try:
             sshsig.verify(sshsig.unarmor(text), body.body, allowed)
         except VerificationError as e:
             raise VerificationError(f"{what}: signature of {url} refused: {e}") from None
-        keys = parse_key_file(body.body, f"{what}: {url}")
+        keys = parse_key_file(body.body, f"{what}: {url}", notes)
         return HostEntry(host, host, RULE, now, keys, True, url)
 
 
-def parse_key_file(data: bytes, where: str) -> list[HostKey]:
-    """Public key lines; comments and blank lines skipped, refused types (DSA...) skipped,
-    anything malformed refuses the whole file."""
+def parse_key_file(data: bytes, where: str, notes: list[str] | None = None) -> list[HostKey]:
+    """Public key lines; comments and blank lines skipped; lines of a type sshpin does not
+    serve (DSA, certificates, security keys, types newer than sshpin...) skipped, each with a
+    note in ``notes`` naming the line and type; anything malformed refuses the whole file."""
     from sshpin.keys import parse_key_lines
 
+    found: list[str] = []
     try:
-        keys = parse_key_lines(data.decode("utf-8"), skip_unsupported=True)
+        keys = parse_key_lines(data.decode("utf-8"), skip_unsupported=True, notes=found)
     except UnicodeDecodeError:
         raise VerificationError(f"{where}: not UTF-8 text") from None
     except VerificationError as e:
         raise VerificationError(f"{where}: {e}") from None
+    if notes is not None:
+        notes += [f"{where}: {note}" for note in found]
     if not keys:
-        raise NoKeysError(f"{where}: no usable host key in the file")
+        why = f" ({found[0]})" if found else ""
+        raise NoKeysError(f"{where}: no usable host key in the file{why}")
     return keys

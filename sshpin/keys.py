@@ -354,7 +354,11 @@ def _malformed(fields: list[str], marker: str) -> VerificationError:
         try:
             embedded = _Reader(blob).string().decode("ascii", "replace")
         except ValueError as e:
+            if not _looks_like_type(fields[t]):
+                continue  # a word that happens to be base64 ("some"), not a key
             return VerificationError(f"malformed key blob after {_show(fields[t])}: {e}")
+        if not (_looks_like_type(fields[t]) or _looks_like_type(embedded)):
+            continue
         return VerificationError(
             f"declared key type {_show(fields[t])} differs from the type inside the key "
             f"({_show(embedded)})"

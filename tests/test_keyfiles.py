@@ -9,6 +9,7 @@ import base64
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -215,10 +216,9 @@ def test_markers_only_where_allowed(material: Material) -> None:
 
 
 def _known_lines() -> list[str]:
-    privates = [ed25519.Ed25519PrivateKey.generate(), ed25519.Ed25519PrivateKey.generate(),
-                ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP384R1()),
-                ec.generate_private_key(ec.SECP521R1()),
-                rsa.generate_private_key(public_exponent=65537, key_size=2048)]  # fmt: skip
+    privates: list[Any] = [ed25519.Ed25519PrivateKey.generate() for _ in range(2)]
+    privates += [ec.generate_private_key(c()) for c in (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)]
+    privates.append(rsa.generate_private_key(public_exponent=65537, key_size=2048))
     return [
         p.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
         for p in privates

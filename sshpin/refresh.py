@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sshpin import cache
-from sshpin.errors import NoKeysError, ProviderError, VerificationError
+from sshpin.errors import ConfigError, NoKeysError, ProviderError, VerificationError
 from sshpin.resolve import resolve
 
 if TYPE_CHECKING:
@@ -72,7 +72,10 @@ def obtain(
         mismatch = False
     seen = doc.fetched_at if doc is not None else None
     try:
-        with store.lock(LOCK_WAIT) as locked:
+        lock = store.lock(LOCK_WAIT)
+        with lock as locked:
+            if lock.problem:
+                say(f"{lock.problem}: nothing fetched now can be cached")
             latest = _usable(cfg, store.read_document())
             if latest is not None and latest.fetched_at != seen:
                 log(f"{host}: another sshpin fetched while this one waited; using its result")
@@ -249,7 +252,10 @@ def refetch(
     """
     from sshpin.providers import for_config
 
-    with store.lock(LOCK_WAIT) as locked:
+    lock = store.lock(LOCK_WAIT)
+    with lock as locked:
+        if lock.problem:
+            raise ConfigError(f"{lock.problem}: cannot refresh the cache")
         if not locked:
             raise ProviderError(f"provider {cfg.name!r}: another sshpin holds the cache lock")
         previous = store.read_document()
@@ -293,7 +299,10 @@ def obtain_file(
             return _final_file(cfg, entry, want, say)
         _try(lambda: store.mark_mismatch(host, now), log)
     seen = entry.fetched_at if entry is not None else None
-    with store.lock(LOCK_WAIT) as locked:
+    lock = store.lock(LOCK_WAIT)
+    with lock as locked:
+        if lock.problem:
+            say(f"{lock.problem}: nothing fetched now can be cached")
         latest = store.read_host(host)
         if not force and latest is not None and latest.fetched_at != seen:
             log(f"{host}: another sshpin fetched while this one waited; using its result")

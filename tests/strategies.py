@@ -91,8 +91,9 @@ def listed(key: HostKey) -> dict[str, str]:
     return {"key_type": key.key_type, "content": key.base64, "sha256": key.sha256()}
 
 
-NAMES = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF, exclude_categories=["Cc"]),
-               max_size=12)  # fmt: skip
+NAMES = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF,
+                              categories=["L", "N", "P", "S"], include_characters=" "),
+                max_size=12)  # fmt: skip
 
 
 @st.composite

@@ -13,7 +13,7 @@ from sshpin.core.files import ensure_dir
 from sshpin.core.names import Query
 from sshpin.errors import EXIT_OK, NoKeysError, SshpinError, UsageError, say
 from sshpin.lookup import lookup
-from sshpin.providers import for_config, load_config, matching
+from sshpin.providers import for_config, load_config, provider_for
 from sshpin.providers.interface import Row
 from sshpin.providers.pinned import PinProvider
 from sshpin.store.cachedir import ProviderCache
@@ -128,7 +128,7 @@ def cmd_show(token: str, as_json: bool, out: TextIO) -> int:
     answer = lookup(query, fetch=False)
     lines = answer.lines(token)
     e = answer.entry
-    cfg = matching(load_config(), query.host)
+    cfg = provider_for(load_config(), query.host)
     info: dict[str, Any] = {
         "host": query.host,
         "provider": answer.provider or None,
@@ -169,7 +169,7 @@ def cmd_refresh(token: str | None, out: TextIO) -> int:
     host = None
     if token is not None:
         host = host_arg(token).host
-        chosen = matching(cfg, host)
+        chosen = provider_for(cfg, host)
         targets = [p for p in targets if chosen is not None and p.name == chosen.name]
         if not targets:
             if pins.read(host):

@@ -6,7 +6,7 @@ from typing import TextIO
 
 from sshpin.commands.cache import host_arg
 from sshpin.core.fingerprint import keygen_line
-from sshpin.core.keys import parse_line
+from sshpin.core.keys import KEY_TYPES, SIGNING_KEY_TYPES, parse_line
 from sshpin.errors import EXIT_OK, NoKeysError, SshpinError
 from sshpin.lookup import lookup
 
@@ -24,7 +24,7 @@ def cmd_fingerprints(token: str, md5: bool, out: TextIO) -> int:
     for line in lines:
         marker = line.startswith("@")
         parts = line.split(" ")
-        key = parse_line(" ".join(parts[-2:]))
+        key = parse_line(" ".join(parts[-2:]), SIGNING_KEY_TYPES if marker else KEY_TYPES)
         comment = " ".join(parts[:2]) if marker else parts[0]
         out.write(keygen_line(key, comment, md5) + "\n")
     return EXIT_OK

@@ -20,7 +20,10 @@ def cmd_pin(token: str, stdin: TextIO, out: TextIO) -> int:
     text = stdin.read(pins.MAX_INPUT + 1)
     if len(text) > pins.MAX_INPUT:
         raise UsageError(f"pin {host}: more than 64 KiB on standard input")
-    keys = pins.parse_pasted(text, host)
+    notes: list[str] = []
+    keys = pins.parse_pasted(text, host, notes)
+    for note in notes:
+        say("pin", note)
     now = time.time()
     for key in keys:
         out.write(keygen_line(key, host) + "\n" + randomart(key) + "\n")

@@ -24,7 +24,7 @@ from sshpin.core.files import atomic_write, ensure_dir, read_small
 from sshpin.core.names import Query, is_capsul_id, valid_host
 from sshpin.errors import NoKeysError, ProviderError, SshpinError, UsageError, say
 from sshpin.lookup import lookup
-from sshpin.providers import load_config, matching
+from sshpin.providers import load_config, provider_for
 from sshpin.store.locks import FetchLock
 
 CONNECT_TIMEOUT = 10.0
@@ -55,7 +55,7 @@ def target(host: str, port: int) -> tuple[str, list[str]]:
     """(address to connect to, known_hosts lines for the host). Capsul ids and aliases are
     resolved through the provider; a capsul sshpin cannot find is an error."""
     token = name_for(host, port)
-    provider = matching(load_config(cache=config.cache_dir()), host)
+    provider = provider_for(load_config(cache=config.cache_dir()), host)
     named = is_capsul_id(host) or (provider is not None and host in provider.aliases)
     try:
         answer = lookup(Query(token))

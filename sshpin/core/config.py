@@ -322,14 +322,15 @@ def https_url(value: str, key: str) -> str:
 
 
 def key_lines(lines: list[str]) -> list[str]:
-    """Validate public key lines; keep them as ``type base64`` (comments dropped)."""
-    from sshpin.core.keys import parse_line
+    """Validate public key lines; keep them as ``type base64`` (comments dropped). Security
+    keys (``sk-*``) are accepted: these keys sign and certify, they are not host keys."""
+    from sshpin.core.keys import SIGNING_KEY_TYPES, parse_line
     from sshpin.errors import VerificationError
 
     out = []
     for line in lines:
         try:
-            out.append(parse_line(line).openssh())
+            out.append(parse_line(line, SIGNING_KEY_TYPES).openssh())
         except VerificationError as e:
             raise ValueError(f"key {line[:40]!r}: {e}") from e
     return out

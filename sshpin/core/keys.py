@@ -43,7 +43,13 @@ ECDSA_CURVES = {
         ),
     ),
 }
-KEY_TYPES = frozenset([ED25519, RSA, *ECDSA_CURVES])
+SK_ED25519 = "sk-ssh-ed25519@openssh.com"
+SK_ECDSA = "sk-ecdsa-sha2-nistp256@openssh.com"
+KEY_TYPES = frozenset([ED25519, RSA, *ECDSA_CURVES])  # host key types sshpin serves
+SK_TYPES = frozenset([SK_ED25519, SK_ECDSA])  # security keys (FIDO): signing and CA keys only
+SIGNING_KEY_TYPES = KEY_TYPES | SK_TYPES  # SSHSIG signers and certificate authorities
+MARKERS = ("@cert-authority", "@revoked")
+MAX_APPLICATION = 256  # a security key's application string ("ssh:" for ssh-keygen's keys)
 RSA_MIN_BITS = 2048
 RSA_MAX_BITS = 16384
 MAX_BLOB = 4096  # an RSA-16384 blob is about 2 KiB; anything larger is not a host key
@@ -96,7 +102,7 @@ class HostKey:
 
     def bits(self) -> int:
         """Key size as ``ssh-keygen -l`` reports it."""
-        if self.key_type == ED25519:
+        if self.key_type in (ED25519, SK_ED25519, SK_ECDSA):
             return 256
         if self.key_type == RSA:
             reader = _Reader(self.blob)
@@ -111,7 +117,20 @@ class HostKey:
             return "ED25519"
         if self.key_type == RSA:
             return "RSA"
+        if self.key_type == SK_ED25519:
+            return "ED25519-SK"
+        if self.key_type == SK_ECDSA:
+            return "ECDSA-SK"
         return "ECDSA"
+
+    def application(self) -> str:
+        """A security key's application string (``ssh:``...); empty for other keys."""
+        if self.key_type not in SK_TYPES:
+            return ""
+        reader = _Reader(self.blob)
+        for _ in range(3 if self.key_type == SK_ECDSA else 2):
+            reader.string()
+        return reader.string().decode("utf-8")
 
 
 class _Reader:
@@ -166,9 +185,11 @@ def decode_base64(text: str) -> bytes:
     return blob
 
 
-def parse_blob(blob: bytes) -> HostKey:
-    """Validate a wire-format public key blob; raise VerificationError naming the problem."""
-    if len(blob) == 51 and blob.startswith(_ED25519_PREFIX):
+def parse_blob(blob: bytes, types: frozenset[str] = KEY_TYPES) -> HostKey:
+    """Validate a wire-format public key blob of one of ``types`` (by default the host key
+    types); raise VerificationError naming the problem, UnsupportedKeyError for a well-formed
+    blob of another type."""
+    if len(blob) == 51 and blob.startswith(_ED25519_PREFIX) and ED25519 in types:
         return HostKey(ED25519, blob)  # the common case, fully checked by length and prefix
     if len(blob) > MAX_BLOB:
         raise VerificationError(f"key blob too large ({len(blob)} bytes)")
@@ -180,12 +201,10 @@ def parse_blob(blob: bytes) -> HostKey:
         raise VerificationError(f"malformed key blob: {e}") from e
     if not key_type.isprintable() or len(key_type) > 64:
         raise VerificationError("malformed key type in blob")
-    if key_type == "ssh-dss":
-        raise UnsupportedKeyError("DSA keys are refused (weak, removed from OpenSSH)")
-    if key_type not in KEY_TYPES:
-        raise UnsupportedKeyError(f"unsupported key type {key_type!r}")
+    if key_type not in types:
+        raise UnsupportedKeyError(_unsupported(key_type))
     try:
-        if key_type == ED25519:
+        if key_type in (ED25519, SK_ED25519):
             if len(reader.string()) != 32:
                 raise ValueError("Ed25519 key is not 32 bytes")
         elif key_type == RSA:
@@ -200,7 +219,9 @@ def parse_blob(blob: bytes) -> HostKey:
             if n.bit_length() > RSA_MAX_BITS or not n & 1:
                 raise ValueError("bad RSA modulus")
         else:
-            curve, size, p, b = ECDSA_CURVES[key_type]
+            curve, size, p, b = ECDSA_CURVES[
+                "ecdsa-sha2-nistp256" if key_type == SK_ECDSA else key_type
+            ]
             if reader.string() != curve.encode():
                 raise ValueError("curve name does not match key type")
             point = reader.string()
@@ -210,10 +231,26 @@ def parse_blob(blob: bytes) -> HostKey:
             y = int.from_bytes(point[1 + size :], "big")
             if x >= p or y >= p or (y * y - (x * x * x - 3 * x + b)) % p:
                 raise ValueError("ECDSA point is not on the curve")
+        if key_type in SK_TYPES:
+            application = reader.string()
+            if not 0 < len(application) <= MAX_APPLICATION or b"\0" in application:
+                raise ValueError("malformed security-key application string")
+            application.decode("utf-8")  # UnicodeDecodeError is a ValueError
         reader.end()
     except ValueError as e:
         raise VerificationError(f"malformed {key_type} key: {e}") from e
     return HostKey(key_type, blob)
+
+
+def _unsupported(key_type: str) -> str:
+    """Why a key of ``key_type`` is not used here, naming the type."""
+    if key_type == "ssh-dss":
+        return "ssh-dss (DSA) keys are refused (weak, removed from OpenSSH)"
+    if key_type.endswith("-cert-v01@openssh.com"):
+        return f"{_show(key_type)} is a certificate, not a plain key"
+    if key_type in SK_TYPES:
+        return f"{key_type} is a security-key type: not a host key"
+    return f"unsupported key type {_show(key_type)}"
 
 
 def parse_key(key_type: str, content: str) -> HostKey:
@@ -235,37 +272,130 @@ def parse_key(key_type: str, content: str) -> HostKey:
     return parse_blob(blob)
 
 
-def parse_line(line: str) -> HostKey:
-    """One public key line as in ``ssh_host_*_key.pub``: ``type base64 [comment]``.
+class KeyLine:
+    """One parsed key line: ``[marker] hosts type base64 [comment]`` (known_hosts form, hosts
+    set) or ``type base64 [comment]`` (``.pub`` form, hosts empty)."""
 
-    A known_hosts line (``host type base64``) is accepted too, when its first field is not a
-    key type; marker lines (``@cert-authority``/``@revoked``) are refused.
-    """
-    fields = line.strip().split()
+    __slots__ = ("comment", "hosts", "key", "marker")
+
+    def __init__(self, marker: str, hosts: str, key: HostKey, comment: str) -> None:
+        self.marker = marker
+        self.hosts = hosts
+        self.key = key
+        self.comment = comment
+
+
+def _typed_blob(declared: str, field: str) -> bytes | None:
+    """``field`` decoded, when it is canonical base64 of a blob whose embedded type string is
+    exactly ``declared``; None otherwise."""
+    try:
+        blob = decode_base64(field)
+    except ValueError:
+        return None
+    try:
+        embedded = _Reader(blob).string()
+    except ValueError:
+        return None
+    return blob if embedded == declared.encode("utf-8", "replace") else None
+
+
+def parse_key_line(line: str, types: frozenset[str] = KEY_TYPES, markers: bool = False) -> KeyLine:
+    """Parse one key line, telling the ``.pub`` form from the known_hosts form by structure:
+    ``.pub`` when field 2 is canonical base64 of a blob whose own type is field 1, known_hosts
+    when field 3 is one whose type is field 2. Never by whether the type is known: a line of a
+    type not in ``types`` raises UnsupportedKeyError naming it, anything malformed a
+    VerificationError naming the problem. Markers are refused unless ``markers``."""
+    fields = line.split()
     if not fields:
         raise VerificationError("empty key line")
+    marker = ""
     if fields[0].startswith("@"):
-        raise VerificationError(f"marker {_show(fields[0])} is not a host key")
-    if fields[0] not in KEY_TYPES and fields[0] != "ssh-dss" and len(fields) >= 3:
-        fields = fields[1:]  # known_hosts form: drop the host field
-    if len(fields) < 2:
-        raise VerificationError("key line needs a key type and a base64 key")
-    return parse_key(fields[0], fields[1])
+        if not markers or fields[0] not in MARKERS:
+            raise VerificationError(f"marker {_show(fields[0])} is not allowed here")
+        marker, fields = fields[0], fields[1:]
+    blob, hosts, rest = None, "", 2
+    if not marker and len(fields) >= 2:
+        blob = _typed_blob(fields[0], fields[1])
+    if blob is None and len(fields) >= 3:
+        blob = _typed_blob(fields[1], fields[2])
+        hosts, rest = fields[0], 3
+    if blob is None:
+        raise _malformed(fields, marker)
+    return KeyLine(marker, hosts, parse_blob(blob, types), " ".join(fields[rest:]))
 
 
-def parse_key_lines(text: str, skip_unsupported: bool = False) -> list[HostKey]:
+_TYPE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-.@")
+
+
+def _looks_like_type(field: str) -> bool:
+    return (
+        field in SIGNING_KEY_TYPES
+        or field == "ssh-dss"
+        or ("-" in field and _TYPE_CHARS.issuperset(field) and not field.startswith("-"))
+    )
+
+
+def _malformed(fields: list[str], marker: str) -> VerificationError:
+    """The real problem of a line that is neither form."""
+    if len(fields) < (3 if marker else 2):
+        return VerificationError(
+            "key line needs a host, a key type and a base64 key"
+            if marker
+            else "key line needs a key type and a base64 key"
+        )
+    pairs = [(1, 2)] if marker else [(0, 1), (1, 2)]
+    for t, b in pairs:
+        if b >= len(fields):
+            continue
+        try:
+            blob = decode_base64(fields[b])
+        except ValueError:
+            continue
+        try:
+            embedded = _Reader(blob).string().decode("ascii", "replace")
+        except ValueError as e:
+            if not _looks_like_type(fields[t]):
+                continue  # a word that happens to be base64 ("some"), not a key
+            return VerificationError(f"malformed key blob after {_show(fields[t])}: {e}")
+        if not (_looks_like_type(fields[t]) or _looks_like_type(embedded)):
+            continue
+        return VerificationError(
+            f"declared key type {_show(fields[t])} differs from the type inside the key "
+            f"({_show(embedded)})"
+        )
+    for t in (1,) if marker else (0, 1):
+        if t + 1 < len(fields) and _looks_like_type(fields[t]):
+            return VerificationError(f"key content after {_show(fields[t])}: not canonical base64")
+    return VerificationError("not a key line: no key type followed by its base64 key")
+
+
+def parse_line(line: str, types: frozenset[str] = KEY_TYPES) -> HostKey:
+    """One public key line as in ``ssh_host_*_key.pub``: ``type base64 [comment]``, or a
+    known_hosts line ``hosts type base64 [comment]``; marker lines are refused."""
+    return parse_key_line(line, types).key
+
+
+def parse_key_lines(
+    text: str,
+    skip_unsupported: bool = False,
+    notes: list[str] | None = None,
+    types: frozenset[str] = KEY_TYPES,
+) -> list[HostKey]:
     """The distinct keys of ``.pub`` or known_hosts lines (blank lines and ``#`` comments
-    skipped); VerificationError names the line. Refused types (DSA, short RSA) are errors
-    unless ``skip_unsupported``."""
+    skipped); VerificationError names the line. Keys of a type not in ``types`` (unknown,
+    DSA, short RSA, certificates) are errors unless ``skip_unsupported``: then each skipped
+    line adds a note naming the line and the type to ``notes``."""
     keys: list[HostKey] = []
     for number, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
         try:
-            key = parse_line(stripped)
+            key = parse_key_line(stripped, types).key
         except UnsupportedKeyError as e:
             if skip_unsupported:
+                if notes is not None:
+                    notes.append(f"line {number}: skipped: {e}")
                 continue
             raise UnsupportedKeyError(f"line {number}: {e}") from None
         except VerificationError as e:

@@ -54,7 +54,7 @@ def load_config(path: str | None = None, cache: str | None = None) -> Config | N
     return load(validate_table, path, cache)
 
 
-def matching(cfg: Config | None, host: str) -> ProviderConfig | None:
+def provider_for(cfg: Config | None, host: str) -> ProviderConfig | None:
     """The first provider whose ``hosts`` cover ``host`` (lower case, no port)."""
     from sshpin.core.names import hosts_match
 

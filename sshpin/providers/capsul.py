@@ -67,7 +67,7 @@ class CapsulProvider(Provider):
 
     def answer(self, query: Query, fetch: bool) -> HostEntry | None:
         host, want = query.host, query.want
-        documents = DocumentFetch(self)
+        documents = DocumentFetch(self, query.token)
         doc = documents.read()
         derived = self._derive_quiet(doc, host)
         if not fetch:
@@ -182,7 +182,7 @@ class CapsulProvider(Provider):
             else:
                 self.store.write_host(derived)
         self.last_count = len(doc.capsuls)
-        return documents.changes
+        return documents.changed
 
     def try_token(self, token: str) -> str:
         self.token = token
@@ -242,7 +242,7 @@ class CapsulProvider(Provider):
         """``Sshpin-Signature``: base64 of a binary SSHSIG over the exact body bytes."""
         import binascii
 
-        from sshpin.core.keys import parse_line
+        from sshpin.core.keys import SIGNING_KEY_TYPES, parse_line
         from sshpin.trust import sshsig
 
         what = f"provider {self.name!r}"
@@ -252,7 +252,7 @@ class CapsulProvider(Provider):
             blob = binascii.a2b_base64(header.strip().encode("ascii"), strict_mode=True)
         except (binascii.Error, UnicodeEncodeError):
             raise VerificationError(f"{what}: Sshpin-Signature is not base64") from None
-        allowed = [parse_line(line) for line in signing_keys]
+        allowed = [parse_line(line, SIGNING_KEY_TYPES) for line in signing_keys]
         try:
             sshsig.verify(blob, body, allowed)
         except VerificationError as e:
@@ -280,10 +280,10 @@ class CapsulProvider(Provider):
 class DocumentFetch(Fetch[Document]):
     """What a capsul provider fetches: its account's whole document."""
 
-    def __init__(self, provider: CapsulProvider) -> None:
+    def __init__(self, provider: CapsulProvider, subject: str = "") -> None:
         self.provider = provider
-        self.subject = f"provider {provider.name!r}"
-        self.changes: list[dict[str, object]] = []
+        self.subject = subject or f"provider {provider.name!r}"  # the host asked about
+        self.changed: list[dict[str, object]] = []
 
     def read(self) -> Document | None:
         raw = self.provider.store.read_document()
@@ -300,10 +300,12 @@ class DocumentFetch(Fetch[Document]):
     def fetch(self, previous: Document | None) -> Document:
         return self.provider.fetch_document(previous, time.time())
 
-    def write(self, item: Document, previous: Document | None) -> list[dict[str, object]]:
+    def changes(self, item: Document, previous: Document | None) -> list[dict[str, object]]:
+        self.changed = item.changes_since(previous)
+        return self.changed
+
+    def write(self, item: Document) -> None:
         self.provider.store.write_document(item.to_bytes(), item.fetched_at)
-        self.changes = item.changes_since(previous)
-        return self.changes
 
 
 def _list(table: dict[str, Any], key: str) -> list[str]:

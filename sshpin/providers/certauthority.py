@@ -12,8 +12,8 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from sshpin.core.config import check_file_safe, key_lines, string_list
-from sshpin.core.keys import HostKey, parse_line
-from sshpin.errors import ConfigError
+from sshpin.core.keys import SIGNING_KEY_TYPES, HostKey, parse_key_lines, parse_line
+from sshpin.errors import ConfigError, VerificationError, log
 from sshpin.providers.interface import Provider
 from sshpin.store.entries import HostEntry
 
@@ -41,21 +41,41 @@ class CertAuthorityProvider(Provider):
             raise ValueError("ca_keys or ca_key_files: a certificate authority needs its key")
 
     def answer(self, query: Query, fetch: bool) -> HostEntry:
-        revoked = [parse_line(line) for line in self.cfg.get("revoked_keys")]
-        return HostEntry(query.host, "", RULE, 0.0, [], False, "config", revoked,
-                         cas=self.ca_keys())  # fmt: skip
+        revoked = [parse_line(line, SIGNING_KEY_TYPES) for line in self.cfg.get("revoked_keys")]
+        notes: list[str] = []
+        cas = self.ca_keys(notes)
+        for note in notes:
+            log(query.token, note)
+        return HostEntry(query.host, "", RULE, 0.0, [], False, "config", revoked, cas=cas)
 
-    def ca_keys(self) -> list[HostKey]:
-        """Inline ``ca_keys``, then each of ``ca_key_files``."""
-        keys = [parse_line(line) for line in self.cfg.get("ca_keys")]
+    def ca_keys(self, notes: list[str] | None = None) -> list[HostKey]:
+        """Inline ``ca_keys``, then each of ``ca_key_files``.
+
+        A line of a key type sshpin cannot use is skipped, with a note in ``notes`` naming the
+        file, line and type (fewer CAs is safe: ssh then trusts fewer certificates); anything
+        malformed is an error naming the file and line.
+        """
+        keys = [parse_line(line, SIGNING_KEY_TYPES) for line in self.cfg.get("ca_keys")]
+        skipped: list[str] = []
         for path in self.cfg.get("ca_key_files"):
-            for line in self._read(path).splitlines():
-                if line.strip() and not line.lstrip().startswith("#"):
-                    keys.append(parse_line(line))
+            found: list[str] = []
+            try:
+                keys += parse_key_lines(self._read(path), True, found, SIGNING_KEY_TYPES)
+            except VerificationError as e:
+                raise ConfigError(f"provider {self.name!r}: CA key file {path}: {e}") from None
+            skipped += [f"CA key file {path}: {note}" for note in found]
+        if notes is not None:
+            notes += [f"provider {self.name!r}: {note}" for note in skipped]
+        if not keys:
+            why = f" ({skipped[0]})" if skipped else ""
+            raise ConfigError(f"provider {self.name!r}: no usable CA key{why}")
         return keys
 
     def check(self) -> str:
-        return f"{len(self.ca_keys())} CA key(s) read"
+        notes: list[str] = []
+        count = len(self.ca_keys(notes))
+        skipped = f"; {len(notes)} skipped, first: {notes[0]}" if notes else ""
+        return f"{count} CA key(s) read{skipped}"
 
     def _read(self, path: str) -> str:
         """A CA key file, refused (like the config) if others could have written it."""

@@ -36,6 +36,13 @@ def resolve(
 
     try:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except socket.gaierror as e:
+        if e.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)):
+            return None  # the name does not exist: no capsul is known by it
+        # no answer at all (no resolver reachable, no network): say so, not "not a capsul"
+        raise NoKeysError(
+            f"cannot resolve {host} ({e.strerror}): DNS is needed to match it to a capsul"
+        ) from None
     except (OSError, UnicodeError):
         return None
     addresses = {str(info[4][0]).split("%", 1)[0] for info in infos}

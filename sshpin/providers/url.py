@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from sshpin.core.config import freshness, https_url, key_lines, string, string_list
-from sshpin.errors import NoKeysError, SshpinError, VerificationError
+from sshpin.errors import NoKeysError, SshpinError, VerificationError, log, say
 from sshpin.providers.interface import Provider, Row, unknown_key
 from sshpin.store.cachedir import ProviderCache
 from sshpin.store.entries import HostEntry, age
@@ -58,6 +58,7 @@ class UrlProvider(Provider):
 
     def answer(self, query: Query, fetch: bool) -> HostEntry | None:
         files = HostFileFetch(self, query.host)
+        files.subject = query.token
         entry = files.read()
         if not fetch:
             return entry
@@ -87,13 +88,16 @@ class UrlProvider(Provider):
             except SshpinError as e:
                 failed = e
                 continue
-            records += files.changes
+            for note in files.notes if not files.changed else []:
+                say(name, note)  # asked for: said even when nothing changed
+            records += files.changed
         if failed is not None:
             raise failed
         return records
 
-    def fetch_host(self, host: str, now: float) -> HostEntry:
-        from sshpin.core.keys import parse_line
+    def fetch_host(self, host: str, now: float, notes: list[str] | None = None) -> HostEntry:
+        """The host's signed key file; a note in ``notes`` for each key line skipped."""
+        from sshpin.core.keys import SIGNING_KEY_TYPES, parse_line
         from sshpin.trust import http, sshsig
 
         url = self.url_for(host)
@@ -112,12 +116,12 @@ class UrlProvider(Provider):
             text = sig.body.decode("ascii")
         except UnicodeDecodeError:
             raise VerificationError(f"{what}: {url}.sig is not an armored signature") from None
-        allowed = [parse_line(line) for line in self.cfg.get("signing_keys")]
+        allowed = [parse_line(line, SIGNING_KEY_TYPES) for line in self.cfg.get("signing_keys")]
         try:
             sshsig.verify(sshsig.unarmor(text), body.body, allowed)
         except VerificationError as e:
             raise VerificationError(f"{what}: signature of {url} refused: {e}") from None
-        keys = parse_key_file(body.body, f"{what}: {url}")
+        keys = parse_key_file(body.body, f"{what}: {url}", notes)
         return HostEntry(host, host, RULE, now, keys, True, url)
 
 
@@ -127,39 +131,50 @@ class HostFileFetch(Fetch[HostEntry]):
     def __init__(self, provider: UrlProvider, host: str) -> None:
         self.provider = provider
         self.host = host
-        self.subject = host
-        self.changes: list[dict[str, object]] = []
+        self.subject = host  # ssh's %H when the hook asks: see UrlProvider.answer
+        self.changed: list[dict[str, object]] = []
+        self.notes: list[str] = []  # key lines the fetched file had that sshpin skipped
 
     def read(self) -> HostEntry | None:
         entry = self.provider.store.read_host(self.host)
         return entry if entry is not None and entry.signed else None
 
     def fetch(self, previous: HostEntry | None) -> HostEntry:
-        return self.provider.fetch_host(self.host, time.time())
+        self.notes = []
+        return self.provider.fetch_host(self.host, time.time(), self.notes)
 
-    def write(self, item: HostEntry, previous: HostEntry | None) -> list[dict[str, object]]:
+    def write(self, item: HostEntry) -> None:
         self.provider.store.write_host(item)
+
+    def changes(self, item: HostEntry, previous: HostEntry | None) -> list[dict[str, object]]:
         before = {k.sha256() for k in previous.keys} if previous is not None else set()
         after = {k.sha256() for k in item.keys}
+        for note in self.notes:  # shown when the keys are new or changed, not at every refetch
+            (log if before == after else say)(self.subject, note)
         if before == after:
             return []
         event = "first-seen" if previous is None else "changed"
-        self.changes = [history_record(item.fetched_at, self.provider.name, item.host, item.host,
+        self.changed = [history_record(item.fetched_at, self.provider.name, item.host, item.host,
                                        [], event, before, after, item.source)]  # fmt: skip
-        return self.changes
+        return self.changed
 
 
-def parse_key_file(data: bytes, where: str) -> list[HostKey]:
-    """Public key lines; comments and blank lines skipped, refused types (DSA...) skipped,
-    anything malformed refuses the whole file."""
+def parse_key_file(data: bytes, where: str, notes: list[str] | None = None) -> list[HostKey]:
+    """Public key lines; comments and blank lines skipped; lines of a type sshpin does not
+    serve (DSA, certificates, security keys, types newer than sshpin...) skipped, each with a
+    note in ``notes`` naming the line and type; anything malformed refuses the whole file."""
     from sshpin.core.keys import parse_key_lines
 
+    found: list[str] = []
     try:
-        keys = parse_key_lines(data.decode("utf-8"), skip_unsupported=True)
+        keys = parse_key_lines(data.decode("utf-8"), skip_unsupported=True, notes=found)
     except UnicodeDecodeError:
         raise VerificationError(f"{where}: not UTF-8 text") from None
     except VerificationError as e:
         raise VerificationError(f"{where}: {e}") from None
+    if notes is not None:
+        notes += [f"{where}: {note}" for note in found]
     if not keys:
-        raise NoKeysError(f"{where}: no usable host key in the file")
+        why = f" ({found[0]})" if found else ""
+        raise NoKeysError(f"{where}: no usable host key in the file{why}")
     return keys

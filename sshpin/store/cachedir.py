@@ -160,4 +160,8 @@ class ProviderCache:
 
     def lock(self, timeout: float) -> FetchLock:
         """The provider's fetch lock, as a context manager (see FetchLock)."""
-        return FetchLock(os.path.join(self._ensure(), "lock"), timeout)
+        try:
+            directory = self._ensure()
+        except OSError:
+            directory = self.dir  # cannot be made (a read-only cache): FetchLock says so
+        return FetchLock(os.path.join(directory, "lock"), timeout)

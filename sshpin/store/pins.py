@@ -54,15 +54,22 @@ def read(host: str) -> HostEntry | None:
     return entry
 
 
-def parse_pasted(text: str, host: str) -> list[HostKey]:
+def parse_pasted(text: str, host: str, notes: list[str] | None = None) -> list[HostKey]:
     """Keys pasted in ``.pub`` form (``type base64 [comment]``) or known_hosts form
-    (``hosts type base64``); blank lines and ``#`` comments are skipped. Markers are refused."""
+    (``hosts type base64``); blank lines and ``#`` comments are skipped. Markers are refused.
+    A key of a type sshpin does not serve (DSA, a certificate, a newer type) is skipped with a
+    note in ``notes``; when nothing else is left, that is the error."""
+    found: list[str] = []
     try:
-        keys = parse_key_lines(text)
+        keys = parse_key_lines(text, skip_unsupported=True, notes=found)
     except VerificationError as e:
         raise UsageError(f"pin {host}: {e}") from None
+    if not keys and found:
+        raise UsageError(f"pin {host}: no usable key on standard input ({found[0]})")
     if not keys:
         raise UsageError(f"pin {host}: no key on standard input (paste .pub or known_hosts lines)")
+    if notes is not None:
+        notes += [f"pin {host}: {note}" for note in found]
     return keys
 
 

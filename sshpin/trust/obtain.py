@@ -20,7 +20,7 @@ import time
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
-from sshpin.errors import ProviderError, VerificationError, log, say
+from sshpin.errors import ConfigError, ProviderError, VerificationError, log, say
 from sshpin.store.entries import age
 from sshpin.store.history import append_history
 
@@ -56,8 +56,12 @@ class Fetch(ABC, Generic[T]):
         revalidated (a new ``fetched_at``) when the provider says nothing changed."""
 
     @abstractmethod
-    def write(self, item: T, previous: T | None) -> list[dict[str, object]]:
-        """Store a verified item; return the history records of the key sets it changed."""
+    def changes(self, item: T, previous: T | None) -> list[dict[str, object]]:
+        """The history records of the key sets a fetched item changes."""
+
+    @abstractmethod
+    def write(self, item: T) -> None:
+        """Store a verified item (atomically)."""
 
 
 def obtain(
@@ -79,7 +83,12 @@ def obtain(
             return cached
         _best_effort(lambda: store.mark_mismatch(mismatch, now))
     seen = cached.fetched_at if cached is not None else None
-    with store.lock(LOCK_WAIT) as locked:
+    lock = store.lock(LOCK_WAIT)
+    with lock as locked:
+        if lock.problem and force:
+            raise ConfigError(f"{lock.problem}: cannot refresh the cache")
+        if lock.problem:
+            say(what.subject, f"{lock.problem}: nothing fetched now can be cached")
         latest = what.read()
         if not force and latest is not None and latest.fetched_at != seen:
             log(what.subject, "another sshpin fetched while this one waited; using its result")
@@ -96,15 +105,11 @@ def obtain(
             if force:
                 raise
             return _fallback(what, cfg, latest, e, now)
-        records: list[dict[str, object]] = []
-
-        def write() -> None:
-            records.extend(what.write(item, latest))
-
+        records = what.changes(item, latest)  # announced even where the cache cannot keep it
         if force:
-            write()  # the user asked for it: a failed write is an error
+            what.write(item)  # the user asked for it: a failed write is an error
         else:
-            _best_effort(write)
+            _best_effort(lambda: what.write(item))
     if records:
         _best_effort(lambda: append_history(store.root, records))
         announce(records)

@@ -10,6 +10,13 @@ and ``signature`` signs ``"SSHSIG" || string namespace || string reserved ||
 string hash_algorithm || string H(message)``. Verification fails closed: anything malformed,
 a namespace or hash other than expected, a signer not among the allowed keys, a signature
 type that does not belong to the signer's key type, or trailing bytes are all refusals.
+
+A security key (``sk-ssh-ed25519@openssh.com``, ``sk-ecdsa-sha2-nistp256@openssh.com``; the
+key blob ends with its ``application`` string) signs as FIDO authenticators do: its signature
+field is ``string type  string sig  byte flags  uint32 counter``, and ``sig`` signs
+``SHA256(application) || flags || counter || SHA256(signed data)`` (Ed25519 over those bytes,
+ECDSA with SHA-256 over them, ``sig`` then holding mpint r and s). The flags must show user
+presence (0x01): a signature the key made without being touched is refused.
 """
 
 from __future__ import annotations
@@ -19,7 +26,16 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from sshpin.core.keys import ED25519, RSA, HostKey, parse_blob
+from sshpin.core.keys import (
+    ED25519,
+    RSA,
+    SIGNING_KEY_TYPES,
+    SK_ECDSA,
+    SK_ED25519,
+    SK_TYPES,
+    HostKey,
+    parse_blob,
+)
 from sshpin.errors import VerificationError
 
 NAMESPACE = "sshpin-hostkeys"
@@ -36,7 +52,11 @@ SIG_TYPES: dict[str, dict[str, str | None]] = {
     "ecdsa-sha2-nistp256": {"ecdsa-sha2-nistp256": "sha256"},
     "ecdsa-sha2-nistp384": {"ecdsa-sha2-nistp384": "sha384"},
     "ecdsa-sha2-nistp521": {"ecdsa-sha2-nistp521": "sha512"},
+    SK_ED25519: {SK_ED25519: None},
+    SK_ECDSA: {SK_ECDSA: "sha256"},
 }
+SK_USER_PRESENT = 0x01  # FIDO flag: the user touched the key for this signature
+SK_USER_VERIFIED = 0x04  # FIDO flag: the key checked a PIN or biometric
 
 
 def _string(data: bytes) -> bytes:
@@ -73,6 +93,8 @@ class Signature:
     sig_type: str
     sig: bytes
     reserved: bytes = b""
+    sk_flags: int = 0  # security keys only: the authenticator's flags and signature counter
+    sk_counter: int = 0
 
 
 def unarmor(text: str) -> bytes:
@@ -102,7 +124,7 @@ def parse(blob: bytes) -> Signature:
     version = r.uint32()
     if version != VERSION:
         raise VerificationError(f"unsupported SSHSIG version {version}")
-    signer = parse_blob(r.string())
+    signer = parse_blob(r.string(), SIGNING_KEY_TYPES)
     try:
         namespace = r.string().decode("utf-8")
         reserved = r.string()
@@ -116,8 +138,12 @@ def parse(blob: bytes) -> Signature:
     except UnicodeDecodeError:
         raise VerificationError("malformed signature type") from None
     sig = inner.string()
+    flags = counter = 0
+    if sig_type in SK_TYPES:
+        flags = inner.take(1)[0]
+        counter = inner.uint32()
     inner.end()
-    return Signature(signer, namespace, hash_algorithm, sig_type, sig, reserved)
+    return Signature(signer, namespace, hash_algorithm, sig_type, sig, reserved, flags, counter)
 
 
 def _signed_data(namespace: str, reserved: bytes, hash_algorithm: str, message: bytes) -> bytes:
@@ -132,10 +158,15 @@ def _signed_data(namespace: str, reserved: bytes, hash_algorithm: str, message: 
 
 
 def verify(
-    blob: bytes, message: bytes, allowed: list[HostKey], namespace: str = NAMESPACE
+    blob: bytes,
+    message: bytes,
+    allowed: list[HostKey],
+    namespace: str = NAMESPACE,
+    sk_required_flags: int = SK_USER_PRESENT,
 ) -> HostKey:
     """Check ``blob`` is a valid signature of ``message`` by one of ``allowed`` in
-    ``namespace``; return the signer. Raise VerificationError otherwise (fails closed)."""
+    ``namespace``; return the signer. Raise VerificationError otherwise (fails closed).
+    A security key's signature must also carry ``sk_required_flags`` (user presence)."""
     if not allowed:
         raise VerificationError("no signing key is configured to check the signature with")
     s = parse(blob)
@@ -150,12 +181,34 @@ def verify(
             f"signature type {s.sig_type[:40]!a} does not belong to a {s.signer.key_type} key"
         )
     data = _signed_data(s.namespace, s.reserved, s.hash_algorithm, message)
+    if s.sig_type in SK_TYPES:
+        data = (
+            hashlib.sha256(s.signer.application().encode()).digest()
+            + bytes([s.sk_flags])
+            + s.sk_counter.to_bytes(4, "big")
+            + hashlib.sha256(data).digest()
+        )
     if not _check(s.signer, s.sig_type, s.sig, data):
         raise VerificationError(f"bad signature by {s.signer.sha256()}")
+    missing = sk_required_flags & ~s.sk_flags if s.sig_type in SK_TYPES else 0
+    if missing:
+        what = "user presence (the key was not touched)" if missing & 1 else "user verification"
+        raise VerificationError(
+            f"signature by security key {s.signer.sha256()} lacks {what}: flags 0x{s.sk_flags:02x}"
+        )
     return s.signer
 
 
 def _public_key(key: HostKey) -> Any:
+    if key.key_type in SK_TYPES:
+        from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+        r = _Reader(key.blob)
+        r.string()
+        if key.key_type == SK_ED25519:
+            return ed25519.Ed25519PublicKey.from_public_bytes(r.string())
+        r.string()  # the curve name, checked by parse_blob
+        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), r.string())
     from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 
     return load_ssh_public_key(key.openssh().encode())
@@ -174,7 +227,7 @@ def _check(key: HostKey, sig_type: str, sig: bytes, data: bytes) -> bool:
 
     public = _public_key(key)
     try:
-        if key.key_type == ED25519:
+        if key.key_type in (ED25519, SK_ED25519):
             if len(sig) != 64:
                 return False
             public.verify(sig, data)

@@ -172,3 +172,36 @@ def test_the_userdata_script_feeds_the_whole_flow(
     bad = subprocess.run(["sh", str(script)], env=dict(env, UPLOAD_URL="http://x/"),
                          capture_output=True, text=True)  # fmt: skip
     assert bad.returncode == 1 and "https://" in bad.stderr
+
+
+@pytest.mark.slow
+def test_real_ssh_through_a_key_file_mixing_known_and_unknown_types(
+    bucket: Bucket, ssh: SSH, keys: Keys, tmp_path: Path
+) -> None:
+    """A file as a newer machine's userdata would publish it: security keys, a post-quantum
+    hybrid, a type from the future, DSA and a host certificate next to the one key sshpin
+    knows. ssh connects; each other line is skipped with a note naming its type (issue 15)."""
+    from tests.core.test_keyfiles import hand_built
+
+    host_pub = tmp_path / "host.pub"
+    host_pub.write_text(keys.pub(keys.host) + " root@capsul-test1\n")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "ca")],
+                   check=True)  # fmt: skip
+    subprocess.run(["ssh-keygen", "-q", "-s", str(tmp_path / "ca"), "-h", "-I", "capsul-test1",
+                    "-n", "127.0.0.1", str(host_pub)], check=True, capture_output=True)  # fmt: skip
+    subprocess.run(["ssh-keygen", "-q", "-t", "dsa", "-N", "", "-C", "root@capsul-test1 old",
+                    "-f", str(tmp_path / "dsa")], check=True)  # fmt: skip
+    others = [*hand_built().values(), (tmp_path / "dsa.pub").read_text().strip(),
+              (tmp_path / "host-cert.pub").read_text().strip()]  # fmt: skip
+    lines = [*others[:3], host_pub.read_text().strip(), *others[3:]]
+    bucket.publish("127.0.0.1", key_file(*lines))
+    done = ssh.ssh("echo", "through-a-mixed-file")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "through-a-mixed-file\n"
+    skipped = [line for line in done.stderr.splitlines() if "skipped" in line]
+    assert len(skipped) == len(others), done.stderr
+    for line, other in zip(skipped, others, strict=True):
+        assert line.startswith("sshpin: 127.0.0.1: provider 'ops-bucket': https://"), line
+        assert other.split()[0] in line
+    again = ssh.ssh("true")  # cached: the notes are not repeated
+    assert again.returncode == 0 and "skipped" not in again.stderr

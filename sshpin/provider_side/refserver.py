@@ -38,6 +38,9 @@ class CapsulAPI:
         self.body_override: bytes | None = None
         self.delay = 0.0
         self.generated_at: str | None = None
+        self.api_url: str | None = None  # the "api" binding; ReferenceServer sets its own URL
+        self.expires: str | None = None  # default: generated_at + 7 days
+        self.bound = True  # False: the old format, without "api" and "expires"
         self.revoked: list[dict[str, str]] = []  # top-level revoked_keys entries
         self.signing_key: Any = None  # a cryptography private key: sign every body
         self.signature_override: str | None = None  # a Sshpin-Signature header to send
@@ -76,12 +79,17 @@ class CapsulAPI:
 
     def body(self) -> bytes:
         with self.lock:
-            generated = self.generated_at or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            doc: dict[str, Any] = {
-                "account": self.account,
-                "generated_at": generated,
-                "capsuls": self.capsuls,
-            }
+            generated = self.generated_at or _iso(time.time())
+            doc: dict[str, Any] = {"account": self.account}
+            if self.bound and self.api_url:
+                doc["api"] = self.api_url
+            doc["generated_at"] = generated
+            if self.bound:
+                from datetime import datetime
+
+                start = datetime.fromisoformat(generated).timestamp()
+                doc["expires"] = self.expires or _iso(start + 7 * 86400)
+            doc["capsuls"] = self.capsuls
             if self.revoked:
                 doc["revoked_keys"] = self.revoked
             return json.dumps(doc, indent=1).encode()
@@ -93,6 +101,10 @@ class CapsulAPI:
     def count(self) -> int:
         with self.lock:
             return self.requests
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -185,6 +197,8 @@ class ReferenceServer:
         self.api = api
         self._server = _Server((host, port), api, "/api")
         self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        if api.api_url is None:
+            api.api_url = self.api_url  # documents say which API they answer for
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

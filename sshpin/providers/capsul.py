@@ -303,7 +303,9 @@ class CapsulProvider(Provider):
             raise VerificationError(
                 f"provider {self.name!r}: refused as mix-and-match: document is for account "
                 f"{doc.account[:80]!r}, {expected[1]} {expected[0]!r}",
-                f"'sshpin login {self.name}' again if you changed accounts",
+                f"'sshpin login {self.name}' again if you changed accounts"
+                if expected[1].startswith("you")
+                else "correct 'account' in the config if you changed accounts",
             )
 
     def _check_binding(self, doc: Document) -> None:

@@ -256,3 +256,31 @@ def test_ssh_refuses_the_host(
     assert ours and all(words in line for line in ours), done.stderr  # ssh may ask twice
     assert "Host key verification failed" in done.stderr
     assert Path(ssh.known_hosts).read_text() == ""
+
+
+# -- the account sshpin login saw ------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_login_records_the_account_and_later_documents_must_be_for_it(
+    pin: Pin, provider: ReferenceServer, keys: Keys
+) -> None:
+    from tests.conftest import TOKEN
+    from tests.trust.test_credentials import in_session
+
+    provider.api.add(HOST, [keys.pub(keys.host)], ipv4="127.0.0.1")
+    done = in_session(pin, '"$SSHPIN" login capsul; echo "login=$?"', (TOKEN + "\n").encode())
+    assert "login=0" in done.stdout, done.stderr
+    assert "of account alice@example.org (recorded" in done.stdout  # shown to the user
+    recorded = pin.dir / "accounts" / "capsul"
+    assert recorded.read_text() == "alice@example.org\n"
+    assert recorded.stat().st_mode & 0o777 == 0o600
+    assert served(pin, keys) == ""
+    pin.run("cache", "clear", "--all")
+    provider.api.account = "mallory@example.org"  # another account's document, replayed
+    attacker_serves_forged(provider, keys)
+    refused(pin, keys, "document is for account 'mallory@example.org', you logged in as")
+    # the user really changed accounts: logging in again says so and drops the old cache
+    again = in_session(pin, '"$SSHPIN" login capsul; echo "login=$?"', (TOKEN + "\n").encode())
+    assert "login=0" in again.stdout, again.stderr
+    assert "account changed from 'alice@example.org' to 'mallory@example.org'" in again.stderr

@@ -223,10 +223,14 @@ class ReferenceServer:
         self._thread.join(timeout=5)
 
 
-def fill_cache(root: str, provider: str, count: int, fetched_at: float) -> list[str]:
+def fill_cache(
+    root: str, provider: str, count: int, fetched_at: float, trust: str = ""
+) -> list[str]:
     """A cache as the hook leaves it after ``count`` hosts were used: a document listing
     ``count`` capsuls (one Ed25519 key each, made from random bytes) and one host entry per
-    capsul. For the tests and benchmarks of large caches. Returns the capsul ids."""
+    capsul. For the tests and benchmarks of large caches. ``trust``: the trust context of the
+    provider's config (``load_config(...).provider(name).get("trust")``), without which the
+    cache is a miss. Returns the capsul ids."""
     import os
 
     from sshpin.core.keys import parse_blob
@@ -251,12 +255,12 @@ def fill_cache(root: str, provider: str, count: int, fetched_at: float) -> list[
     ]
     store = ProviderCache(root, provider)
     doc = Document(provider, source, capsuls, "bench@example.org", fetched_at, None, False,
-                   fetched_at)  # fmt: skip
+                   fetched_at, trust=trust)  # fmt: skip
     store.write_document(doc.to_bytes(), fetched_at)
     store.write_host(HostEntry("capsul-x", "", "", 0, [], False, ""))  # makes hosts/
     os.unlink(store.host_path("capsul-x"))
     for c in capsuls:  # plain writes: atomic ones fsync each file, minutes for a big cache
-        entry = HostEntry(c.id, c.id, "capsul id", fetched_at, c.keys, False, source)
+        entry = HostEntry(c.id, c.id, "capsul id", fetched_at, c.keys, False, source, trust=trust)
         with open(store.host_path(c.id), "w", opener=lambda p, f: os.open(p, f, 0o600)) as out:
             out.write(entry.to_text())
     return [c.id for c in capsuls]

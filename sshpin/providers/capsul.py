@@ -157,7 +157,8 @@ class CapsulProvider(Provider):
     def rows(self) -> list[Row]:
         documents = DocumentFetch(self)
         doc = documents.read()
-        if doc is None and self.store.read_document() is not None:
+        raw = self.store.read_document() if doc is None else None
+        if raw is not None and not _parses(raw):
             say("cache", f"{self.store.document_path}: damaged, ignored (the next use refetches)")
         by_capsul: dict[str, list[str]] = {}
         for host in self.store.hosts():
@@ -418,6 +419,14 @@ class DocumentFetch(Fetch[Document]):
         self.provider.store.write_document(item.to_bytes(), item.fetched_at)
         self.changes = item.changes_since(previous)
         return self.changes
+
+
+def _parses(raw: bytes) -> bool:
+    try:
+        Document.from_bytes(raw)
+    except ValueError:
+        return False
+    return True
 
 
 def _list(table: dict[str, Any], key: str) -> list[str]:

@@ -82,17 +82,22 @@ def main() -> int:
         def env(cache: Path) -> dict[str, str]:
             return dict(base, SSHPIN_CACHE_DIR=str(cache))
 
+        from sshpin.providers import load_config
+
+        loaded = load_config(str(config))
+        assert loaded is not None
+        trust = loaded.provider("capsul").get("trust")  # cached under this config's trust
         now = time.time()
         small, large = work / "cache10", work / "cache10k"
-        fill_cache(str(small), "capsul", 10, now)
-        ids = fill_cache(str(large), "capsul", 10_000, now)
+        fill_cache(str(small), "capsul", 10, now, trust)
+        ids = fill_cache(str(large), "capsul", 10_000, now, trust)
         from sshpin.store.cachedir import ProviderCache
 
         entry = ProviderCache(str(large), "capsul").read_host(ids[5])
         assert entry is not None
         key = entry.keys[0]
         ProviderCache(str(small), "capsul").write_host(
-            type(entry)(ids[5], ids[5], "capsul id", now, [key], False, "bench")
+            type(entry)(ids[5], ids[5], "capsul id", now, [key], False, "bench", trust=trust)
         )
         hook = hook_command()
         hit = [*hook, "known-hosts", "HOSTNAME", ids[5], key.key_type, key.base64]

@@ -91,7 +91,9 @@ def _from_provider(query: Query, fetch: bool) -> Answer:
         return Answer("no provider's hosts match it, and it is not pinned")
     signed_only = bool(provider.get("signing_keys"))
     store = ProviderCache(root, provider.name)
-    state, entry = store.ask(query.host, provider.ttl, query.want, time.time(), signed_only)
+    trust = provider.get("trust")  # None for types that cache nothing
+    now = time.time()
+    state, entry = store.ask(query.host, provider.ttl, query.want, now, signed_only, trust)
     if state == HIT and entry is not None:
         log(query.token, f"cached ({entry.capsul}, {entry.rule})")
         return Answer(_why(entry), None, provider.name, entry)

@@ -5,7 +5,10 @@
 - Before relaying, writes the host's authentic keys into sshpin's managed known_hosts file
   (``<cache dir>/known_hosts``, rewritten atomically under a lock, never the user's own file),
   which ``sshpin setup --legacy`` names in ``UserKnownHostsFile``: an OpenSSH older than 8.5
-  (no KnownHostsCommand) then still refuses a forged key.
+  (no KnownHostsCommand) then still refuses a forged key. Each line a provider vouches for
+  ends with the comment ``sshpin-until=<time>``: the one freshness rule's limit (``expires``,
+  ``ttl + stale_if_error``). Every rewrite drops lines past it, and a host the cache no longer
+  vouches for (the lookup failed) loses its lines: the file never outlives the cache.
 - Relays bytes between stdin/stdout and the socket until the server closes, with half-close
   (ssh closing our stdin shuts down the socket's sending side). One thread per direction,
   blocking reads of up to 1 MiB and writes; the system calls release the GIL, so both
@@ -18,6 +21,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 
 from sshpin.core import config
 from sshpin.core.files import atomic_write, ensure_dir, read_small
@@ -53,7 +57,8 @@ def name_for(host: str, port: int) -> str:
 
 def target(host: str, port: int) -> tuple[str, list[str]]:
     """(address to connect to, known_hosts lines for the host). Capsul ids and aliases are
-    resolved through the provider; a capsul sshpin cannot find is an error."""
+    resolved through the provider; a capsul sshpin cannot find is an error. Lines the
+    provider vouches for carry their ``sshpin-until`` limit."""
     token = name_for(host, port)
     provider = provider_for(load_config(cache=config.cache_dir()), host)
     named = is_capsul_id(host) or (provider is not None and host in provider.aliases)
@@ -64,7 +69,14 @@ def target(host: str, port: int) -> tuple[str, list[str]]:
             raise e.prefixed(f"proxy {host}") from None
         say(token, str(e), e.hint)
         return host, []
-    lines = answer.lines(token)
+    lines = answer.pin.lines(token) if answer.pin else []  # pins are the user's: no limit
+    entry = answer.entry
+    if entry is not None and provider is not None:
+        until = entry.fetched_at + provider.ttl + provider.stale_if_error
+        if entry.expires:
+            until = min(until, entry.expires)
+        limit = f" {UNTIL}{int(until)}"
+        lines += [line + limit for line in entry.lines(token) if line not in lines]
     if not named:
         return host, lines
     if answer.entry is None or not answer.entry.address:
@@ -72,17 +84,33 @@ def target(host: str, port: int) -> tuple[str, list[str]]:
     return answer.entry.address, lines
 
 
-def record(token: str, lines: list[str]) -> None:
-    """Put the host's lines in the managed known_hosts file, replacing its old ones."""
+def record(token: str, lines: list[str], now: float | None = None) -> None:
+    """Put the host's lines in the managed known_hosts file, replacing its old ones, and drop
+    every line past its ``sshpin-until``."""
     path = managed_known_hosts()
     ensure_dir(os.path.dirname(path))
+    now = time.time() if now is None else now
     with FetchLock(path + ".lock", 5.0):
         raw = read_small(path, limit=16 << 20)
         old = raw.decode("utf-8", "replace").splitlines() if raw else []
-        keep = [line for line in old if _host_field(line) != token]
+        keep = [line for line in old if _host_field(line) != token and _in_time(line, now)]
         new = "".join(line + "\n" for line in keep + lines)
         if raw is None or new.encode() != raw:
             atomic_write(path, new.encode())
+
+
+UNTIL = "sshpin-until="
+
+
+def _in_time(line: str, now: float) -> bool:
+    """Is a managed line within its limit? Lines without one (pins, older sshpin) stay."""
+    last = line.rsplit(" ", 1)[-1]
+    if not last.startswith(UNTIL):
+        return True
+    try:
+        return now < int(last[len(UNTIL) :])
+    except ValueError:
+        return False
 
 
 def _host_field(line: str) -> str:
@@ -152,9 +180,9 @@ def relay(sock: socket.socket, stdin: int = 0, stdout: int = 1) -> None:
 def main(host_arg: str, port_arg: str) -> int:
     host, port = parse(host_arg, port_arg)
     address, lines = target(host, port)
-    if lines:
+    if lines or os.path.exists(managed_known_hosts()):
         try:
-            record(name_for(host, port), lines)
+            record(name_for(host, port), lines)  # none: what the cache no longer vouches for goes
         except (OSError, SshpinError) as e:
             say("proxy", f"managed known_hosts not updated: {e}")
     sock = connect(address, port)

@@ -37,7 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "ca_key_files": [],
     "revoked_keys": [],
 }
-COMPILED_VERSION = 2
+COMPILED_VERSION = 3  # 3: providers carry their trust context
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -308,6 +308,24 @@ def freshness(table: dict[str, Any], out: dict[str, Any]) -> None:
     out["stale_seconds"] = parse_duration(table.get("stale_if_error", "7d"), "stale_if_error")
     if out["ttl_seconds"] <= 0:
         raise ValueError("ttl: must be longer than zero")
+
+
+def flag(table: dict[str, Any], key: str, default: bool = False) -> bool:
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise ValueError(f"{key}: expected true or false")
+    return value
+
+
+def trust_context(*parts: object) -> str:
+    """A short digest of the trust a cached item was verified under (signing keys, URL, CA
+    bundle, account, opt-ins). Cached items carry it; a different one is a miss, so tightening
+    the configuration never keeps serving what was accepted under the looser one."""
+    import hashlib
+    import json
+
+    blob = json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:24]
 
 
 def https_url(value: str, key: str) -> str:

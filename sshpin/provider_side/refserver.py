@@ -39,6 +39,9 @@ class CapsulAPI:
         self.body_override: bytes | None = None
         self.delay = 0.0
         self.generated_at: str | None = None
+        self.api_url: str | None = None  # the "api" binding; ReferenceServer sets its own URL
+        self.expires: str | None = None  # default: generated_at + 7 days
+        self.bound = True  # False: the old format, without "api" and "expires"
         self.revoked: list[dict[str, str]] = []  # top-level revoked_keys entries
         self.signing_key: Any = None  # a cryptography private key: sign every body
         self.signature_override: str | None = None  # a Sshpin-Signature header to send
@@ -77,12 +80,17 @@ class CapsulAPI:
 
     def body(self) -> bytes:
         with self.lock:
-            generated = self.generated_at or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            doc: dict[str, Any] = {
-                "account": self.account,
-                "generated_at": generated,
-                "capsuls": self.capsuls,
-            }
+            generated = self.generated_at or _iso(time.time())
+            doc: dict[str, Any] = {"account": self.account}
+            if self.bound and self.api_url:
+                doc["api"] = self.api_url
+            doc["generated_at"] = generated
+            if self.bound:
+                from datetime import datetime
+
+                start = datetime.fromisoformat(generated).timestamp()
+                doc["expires"] = self.expires or _iso(start + 7 * 86400)
+            doc["capsuls"] = self.capsuls
             if self.revoked:
                 doc["revoked_keys"] = self.revoked
             return json.dumps(doc, indent=1).encode()
@@ -94,6 +102,10 @@ class CapsulAPI:
     def count(self) -> int:
         with self.lock:
             return self.requests
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -190,6 +202,8 @@ class ReferenceServer:
         self.api = api
         self._server = _Server((host, port), api, "/api")
         self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        if api.api_url is None:
+            api.api_url = self.api_url  # documents say which API they answer for
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -214,10 +228,14 @@ class ReferenceServer:
         self._thread.join(timeout=5)
 
 
-def fill_cache(root: str, provider: str, count: int, fetched_at: float) -> list[str]:
+def fill_cache(
+    root: str, provider: str, count: int, fetched_at: float, trust: str = ""
+) -> list[str]:
     """A cache as the hook leaves it after ``count`` hosts were used: a document listing
     ``count`` capsuls (one Ed25519 key each, made from random bytes) and one host entry per
-    capsul. For the tests and benchmarks of large caches. Returns the capsul ids."""
+    capsul. For the tests and benchmarks of large caches. ``trust``: the trust context of the
+    provider's config (``load_config(...).provider(name).get("trust")``), without which the
+    cache is a miss. Returns the capsul ids."""
     import os
 
     from sshpin.core.keys import parse_blob
@@ -242,12 +260,12 @@ def fill_cache(root: str, provider: str, count: int, fetched_at: float) -> list[
     ]
     store = ProviderCache(root, provider)
     doc = Document(provider, source, capsuls, "bench@example.org", fetched_at, None, False,
-                   fetched_at)  # fmt: skip
+                   fetched_at, trust=trust)  # fmt: skip
     store.write_document(doc.to_bytes(), fetched_at)
     store.write_host(HostEntry("capsul-x", "", "", 0, [], False, ""))  # makes hosts/
     os.unlink(store.host_path("capsul-x"))
     for c in capsuls:  # plain writes: atomic ones fsync each file, minutes for a big cache
-        entry = HostEntry(c.id, c.id, "capsul id", fetched_at, c.keys, False, source)
+        entry = HostEntry(c.id, c.id, "capsul id", fetched_at, c.keys, False, source, trust=trust)
         with open(store.host_path(c.id), "w", opener=lambda p, f: os.open(p, f, 0o600)) as out:
             out.write(entry.to_text())
     return [c.id for c in capsuls]

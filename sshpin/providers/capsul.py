@@ -10,12 +10,12 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from sshpin.core.config import freshness, https_url, key_lines, string
-from sshpin.errors import NoKeysError, ProviderError, SshpinError, VerificationError, say
+from sshpin.core.config import flag, freshness, https_url, key_lines, string, trust_context
+from sshpin.errors import NoKeysError, ProviderError, SshpinError, VerificationError, log, say
 from sshpin.providers.interface import Provider, Row, unknown_key
 from sshpin.providers.matching import resolve
 from sshpin.store.cachedir import ProviderCache
-from sshpin.store.entries import HostEntry, age
+from sshpin.store.entries import HostEntry, age, servable
 from sshpin.trust.document import Document
 from sshpin.trust.obtain import Fetch, ago, obtain
 
@@ -29,7 +29,7 @@ SKEW = 300.0  # clocks may differ this much
 class CapsulProvider(Provider):
     KEYS = frozenset(
         {"api_url", "aliases", "resolve_dns", "signing_keys", "ca_bundle", "token_command"}
-        | {"ttl", "stale_if_error"}
+        | {"ttl", "stale_if_error", "account", "allow_unbound"}
     )
     takes_token = True
 
@@ -38,6 +38,7 @@ class CapsulProvider(Provider):
         self.url = str(cfg.get("api_url")) + "/capsuls"
         self.store = ProviderCache(root, cfg.name)
         self.token: str | None = None  # set by ``sshpin login`` to check a token not yet stored
+        self.logging_in = False  # ``sshpin login``: any account may answer; it is recorded
 
     @staticmethod
     def validate(table: dict[str, Any], out: dict[str, Any]) -> None:
@@ -62,6 +63,13 @@ class CapsulProvider(Provider):
             raise ValueError("resolve_dns: expected true or false")
         out["resolve_dns"] = resolve_dns
         out["token_command"] = string(table, "token_command", "")
+        account = string(table, "account", "")
+        if not account.isprintable() or len(account) > 255:
+            raise ValueError("account: expected the account name the provider's documents state")
+        out["account"] = account
+        out["allow_unbound"] = flag(table, "allow_unbound")
+        out["trust"] = trust_context("capsul", out["signing_keys"], out["api_url"],
+                                     out["ca_bundle"], account, out["allow_unbound"])  # fmt: skip
 
     # -- the answer ----------------------------------------------------------------------
 
@@ -77,6 +85,8 @@ class CapsulProvider(Provider):
             return derived
         now = time.time()
         fresh = doc is not None and age(doc.fetched_at, now) < self.cfg.ttl
+        if fresh and doc is not None and doc.expires and now >= doc.expires:
+            fresh = False
         if fresh and derived is not None and derived.has(want):
             self._save(derived)
             return derived
@@ -85,10 +95,8 @@ class CapsulProvider(Provider):
             derived = self.derive(doc, host)
         except (ProviderError, VerificationError) as e:
             entry = self._cached_entry(host)  # no usable document: the entry may be in time
-            if (
-                entry is None
-                or age(entry.fetched_at, now) >= self.cfg.ttl + self.cfg.stale_if_error
-            ):
+            ttl, stale = self.cfg.ttl, self.cfg.stale_if_error
+            if entry is None or not servable(entry.fetched_at, entry.expires, ttl, stale, now):
                 return self._revoked_only(query, documents.read(), e)
             say(query.token, f"{e}; using keys fetched {ago(now - entry.fetched_at)} (stale)")
             return entry
@@ -111,7 +119,8 @@ class CapsulProvider(Provider):
             raise NoKeysError(f"provider lists no usable host key for {capsul.id}")
         address = capsul.ipv4 or capsul.ipv6 or ""
         return HostEntry(host, capsul.id, rule, doc.fetched_at, list(capsul.keys), doc.signed,
-                         doc.source, list(doc.revoked), address)  # fmt: skip
+                         doc.source, list(doc.revoked), address, expires=doc.expires,
+                         trust=doc.trust, generated=doc.generated_at)  # fmt: skip
 
     def _derive_quiet(self, doc: Document | None, host: str) -> HostEntry | None:
         if doc is None:
@@ -125,6 +134,8 @@ class CapsulProvider(Provider):
         entry = self.store.read_host(host)
         if entry is not None and self.cfg.get("signing_keys") and not entry.signed:
             return None  # signing_keys were added since: unsigned keys are not good enough now
+        if entry is not None and entry.trust != self.cfg.get("trust"):
+            return None  # verified under another configuration
         return entry
 
     def _revoked_only(self, query: Query, doc: Document | None, error: SshpinError) -> HostEntry:
@@ -146,7 +157,8 @@ class CapsulProvider(Provider):
     def rows(self) -> list[Row]:
         documents = DocumentFetch(self)
         doc = documents.read()
-        if doc is None and self.store.read_document() is not None:
+        raw = self.store.read_document() if doc is None else None
+        if raw is not None and not _parses(raw):
             say("cache", f"{self.store.document_path}: damaged, ignored (the next use refetches)")
         by_capsul: dict[str, list[str]] = {}
         for host in self.store.hosts():
@@ -185,9 +197,22 @@ class CapsulProvider(Provider):
         return documents.changed
 
     def try_token(self, token: str) -> str:
+        """Check the token, and record the account it answers for: from now on a document for
+        any other account is refused (mix-and-match)."""
+        from sshpin.trust.credentials import record_account
+
         self.token = token
+        self.logging_in = True
         doc = self.fetch_document(None, time.time())
-        return f"the provider lists {len(doc.capsuls)} capsul(s) of {doc.account}"
+        before = record_account(self.name, doc.account)
+        if before is not None and before != doc.account:
+            dropped = self.store.drop_document()
+            for host in self.store.hosts():
+                dropped |= self.store.drop_host(host)
+            say(f"provider {self.name!r}", f"account changed from {before!r} to "
+                f"{doc.account!r}; cached keys of the old account dropped")  # fmt: skip
+        return (f"the provider lists {len(doc.capsuls)} capsul(s) of account {doc.account} "
+                "(recorded: documents for another account are refused)")  # fmt: skip
 
     def check(self) -> str:
         doc = self.fetch_document(None, time.time())
@@ -216,6 +241,11 @@ class CapsulProvider(Provider):
         if r.status == 304:
             if previous is None:
                 raise VerificationError(f"{what}: 'not modified' answer to an unconditional GET")
+            # "Not modified" vouches for nothing new: the cached document must still pass the
+            # rules a fresh one would (account, expiry, 30 days), or a frozen answer lives on.
+            self._check_account(previous)
+            if previous.signed:
+                self._check_time(previous, now)
             previous.fetched_at = now
             return previous
         content_type = r.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -224,22 +254,79 @@ class CapsulProvider(Provider):
                 f"{what}: answer is {content_type or 'untyped'}, not application/json"
             )
         signing_keys = list(self.cfg.get("signing_keys") or [])
+        signer = ""
         if signing_keys:
-            self._check_signature(r.headers.get("sshpin-signature"), r.body, signing_keys)
+            signer = self._check_signature(r.headers.get("sshpin-signature"), r.body, signing_keys)
         try:
             doc = parse_capsul_api(r.body, self.name, self.url)
         except VerificationError as e:
             raise VerificationError(f"{what}: {e}") from None
+        self._check_account(doc)
+        if doc.api and doc.api != self.api_url:
+            raise VerificationError(
+                f"{what}: refused as mix-and-match: document is for API {doc.api[:80]!r}, "
+                f"not the configured api_url {self.api_url!r}"
+            )
         if signing_keys:
-            self._check_age(doc, previous, now)
+            self._check_binding(doc)
+            self._check_time(doc, now)
+            self._check_rollback(doc, previous, signer)
             doc.signed = True
+        doc.trust = str(self.cfg.get("trust") or "")
         etag = r.headers.get("etag")
         doc.etag = etag if etag and etag.isascii() and etag.isprintable() else None
         doc.fetched_at = now
+        if signer:
+            try:
+                self.store.record_newest(f"account {doc.account} {signer}", doc.generated_at)
+            except OSError:
+                pass  # best effort: the cached document still stops a rollback below it
         return doc
 
-    def _check_signature(self, header: str | None, body: bytes, signing_keys: list[str]) -> None:
-        """``Sshpin-Signature``: base64 of a binary SSHSIG over the exact body bytes."""
+    @property
+    def api_url(self) -> str:
+        return str(self.cfg.get("api_url")).rstrip("/")
+
+    def expected_account(self) -> tuple[str, str] | None:
+        """(account, how the user chose it): the config's ``account``, else the one
+        ``sshpin login`` saw. None while neither says."""
+        pinned = str(self.cfg.get("account") or "")
+        if pinned:
+            return pinned, "the config pins account"
+        from sshpin.trust.credentials import recorded_account
+
+        seen = None if self.logging_in else recorded_account(self.name)
+        return (seen, "you logged in as") if seen else None
+
+    def _check_account(self, doc: Document) -> None:
+        expected = self.expected_account()
+        if expected is not None and doc.account != expected[0]:
+            raise VerificationError(
+                f"provider {self.name!r}: refused as mix-and-match: document is for account "
+                f"{doc.account[:80]!r}, {expected[1]} {expected[0]!r}",
+                f"'sshpin login {self.name}' again if you changed accounts"
+                if expected[1].startswith("you")
+                else "correct 'account' in the config if you changed accounts",
+            )
+
+    def _check_binding(self, doc: Document) -> None:
+        """A signed document must say which API it answers for and until when it holds."""
+        if doc.api and doc.expires:
+            return
+        missing = " and ".join(f for f, v in (("api", doc.api), ("expires", doc.expires)) if not v)
+        weakness = "it could be replayed from another API or account, or served forever"
+        if not self.cfg.get("allow_unbound"):
+            raise VerificationError(
+                f"provider {self.name!r}: refused as unbound: signed document has no {missing}; "
+                f"{weakness}",
+                "ask the provider for bound documents, or set allow_unbound = true",
+            )
+        say(f"provider {self.name!r}", f"warning: accepting an unbound signed document (no "
+            f"{missing}; allow_unbound = true): {weakness}")  # fmt: skip
+
+    def _check_signature(self, header: str | None, body: bytes, signing_keys: list[str]) -> str:
+        """``Sshpin-Signature``: base64 of a binary SSHSIG over the exact body bytes. Returns
+        the signer's fingerprint."""
         import binascii
 
         from sshpin.core.keys import SIGNING_KEY_TYPES, parse_line
@@ -254,26 +341,46 @@ class CapsulProvider(Provider):
             raise VerificationError(f"{what}: Sshpin-Signature is not base64") from None
         allowed = [parse_line(line, SIGNING_KEY_TYPES) for line in signing_keys]
         try:
-            sshsig.verify(blob, body, allowed)
+            signer = sshsig.verify(blob, body, allowed)
         except VerificationError as e:
             raise VerificationError(f"{what}: document signature refused: {e}") from None
+        return signer.sha256()
 
-    def _check_age(self, doc: Document, previous: Document | None, now: float) -> None:
-        """No rollback to an older document, and none older than 30 days."""
+    def _check_time(self, doc: Document, now: float) -> None:
+        """Within its time: none older than 30 days, none past its ``expires`` (freeze), none
+        valid for longer than 30 days, none from the future (fast-forward)."""
         what = f"provider {self.name!r}"
-        if previous is not None and previous.signed and doc.generated_at < previous.generated_at:
-            raise VerificationError(
-                f"{what}: document generated at {_iso(doc.generated_at)} is older than the "
-                f"cached one ({_iso(previous.generated_at)}): refused as a rollback"
-            )
         if doc.generated_at < now - MAX_AGE:
             raise VerificationError(
                 f"{what}: signed document generated at {_iso(doc.generated_at)} is more than "
-                "30 days old: refused"
+                "30 days old: refused as a freeze"
+            )
+        if doc.expires and now >= doc.expires:
+            raise VerificationError(
+                f"{what}: refused as a freeze: signed document expired at {_iso(doc.expires)}"
+            )
+        if doc.expires > doc.generated_at + MAX_AGE:
+            raise VerificationError(
+                f"{what}: refused as endless data: signed document claims validity until "
+                f"{_iso(doc.expires)}, more than 30 days after it was generated"
             )
         if doc.generated_at > now + SKEW:
             raise VerificationError(
-                f"{what}: document generated at {_iso(doc.generated_at)}, in the future"
+                f"{what}: refused as fast-forward: document generated at "
+                f"{_iso(doc.generated_at)}, in the future"
+            )
+
+    def _check_rollback(self, doc: Document, previous: Document | None, signer: str) -> None:
+        """Never older than the cached document, nor than the newest this client accepted for
+        the account from the same signing key."""
+        what = f"provider {self.name!r}"
+        floor = self.store.newest(f"account {doc.account} {signer}")
+        if previous is not None and previous.signed and previous.account == doc.account:
+            floor = max(floor, previous.generated_at)
+        if doc.generated_at < floor:
+            raise VerificationError(
+                f"{what}: document generated at {_iso(doc.generated_at)} is older than one "
+                f"already accepted ({_iso(floor)}): refused as a rollback"
             )
 
 
@@ -295,6 +402,14 @@ class DocumentFetch(Fetch[Document]):
             return None  # damaged: a miss
         if self.provider.cfg.get("signing_keys") and not doc.signed:
             return None  # signatures are required now: an unsigned document is not usable
+        if doc.trust != self.provider.cfg.get("trust"):
+            log(self.subject, "the cached document was verified under another configuration "
+                "(signing_keys, api_url, ca_bundle, account); fetching it again")  # fmt: skip
+            return None
+        expected = self.provider.expected_account()
+        if expected is not None and doc.account != expected[0]:
+            log(self.subject, f"the cached document is for account {doc.account!r}; not used")
+            return None
         return doc
 
     def fetch(self, previous: Document | None) -> Document:
@@ -306,6 +421,14 @@ class DocumentFetch(Fetch[Document]):
 
     def write(self, item: Document) -> None:
         self.provider.store.write_document(item.to_bytes(), item.fetched_at)
+
+
+def _parses(raw: bytes) -> bool:
+    try:
+        Document.from_bytes(raw)
+    except ValueError:
+        return False
+    return True
 
 
 def _list(table: dict[str, Any], key: str) -> list[str]:

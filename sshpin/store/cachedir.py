@@ -49,22 +49,35 @@ class ProviderCache:
             return None
 
     def ask(
-        self, host: str, ttl: float, want: bytes | None, now: float, signed_only: bool
+        self,
+        host: str,
+        ttl: float,
+        want: bytes | None,
+        now: float,
+        signed_only: bool,
+        trust: str | None = None,
     ) -> tuple[str, HostEntry | None]:
         """The cache's one answer for a host, with the entry it read (if any):
 
         - HIT: fresh, current with the provider's document, and it holds the server's key;
         - MISMATCH: fresh and current, but the server's key (``want``) is not among its keys;
-        - STALE: past ``ttl``, older than the provider's cached document, or unsigned while
-          signatures are required now: usable only if a fetch fails (``stale_if_error``);
-        - MISS: nothing cached for the host.
+        - STALE: past ``ttl`` or its signed ``expires``, or older than the provider's cached
+          document: usable only if a fetch fails, within the one freshness rule
+          (``entries.servable``);
+        - MISS: nothing cached for the host, or an entry verified under another trust context
+          (``trust``: signing keys, URL, CA bundle or account changed since) or unsigned while
+          signatures are required now.
         """
         entry = self.read_host(host)
         if entry is None:
             return MISS, None
         if signed_only and not entry.signed:
             return MISS, None  # signatures are required now: unsigned keys are not good enough
-        if age(entry.fetched_at, now) >= ttl or not self._current(entry):
+        if trust is not None and entry.trust != trust:
+            return MISS, None  # verified under another configuration: not evidence any more
+        if age(entry.fetched_at, now) >= ttl or (entry.expires and now >= entry.expires):
+            return STALE, entry
+        if not self._current(entry):
             return STALE, entry
         return (HIT if entry.has(want) else MISMATCH), entry
 
@@ -157,6 +170,39 @@ class ProviderCache:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         os.close(fd)
         os.utime(path, (now, now))
+
+    @property
+    def newest_path(self) -> str:
+        return os.path.join(self.dir, "newest.json")
+
+    def newest(self, key: str) -> float:
+        """The newest ``generated_at`` accepted for ``key`` (an account or host, and a signing
+        key): the floor below which a signed statement is a rollback. Kept across
+        ``cache clear`` (it is not cache: forgetting it would let an old statement back in)."""
+        import json
+
+        raw = read_small(self.newest_path)
+        try:
+            value = json.loads(raw).get(key, 0.0) if raw else 0.0
+            return float(value)
+        except (ValueError, TypeError, AttributeError):
+            return 0.0
+
+    def record_newest(self, key: str, generated_at: float) -> None:
+        import json
+
+        raw = read_small(self.newest_path)
+        try:
+            data = json.loads(raw) if raw else {}
+            if not isinstance(data, dict):
+                data = {}
+        except ValueError:
+            data = {}
+        if float(data.get(key, 0.0) or 0.0) >= generated_at:
+            return
+        data[key] = generated_at
+        self._ensure()
+        atomic_write(self.newest_path, json.dumps(data, sort_keys=True).encode())
 
     def lock(self, timeout: float) -> FetchLock:
         """The provider's fetch lock, as a context manager (see FetchLock)."""

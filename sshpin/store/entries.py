@@ -21,13 +21,16 @@ class HostEntry:
         "address",
         "capsul",
         "cas",
+        "expires",
         "fetched_at",
+        "generated",
         "host",
         "keys",
         "revoked",
         "rule",
         "signed",
         "source",
+        "trust",
     )
 
     def __init__(
@@ -42,7 +45,13 @@ class HostEntry:
         revoked: list[HostKey] | None = None,
         address: str = "",
         cas: list[HostKey] | None = None,
+        expires: float = 0.0,
+        trust: str = "",
+        generated: float = 0.0,
     ) -> None:
+        self.expires = expires  # the signed statement's own end of validity; 0: none stated
+        self.trust = trust  # the trust context it was verified under (core/config.py)
+        self.generated = generated  # the signed statement's generated_at; 0: none stated
         self.cas = cas or []  # certificate authorities: @cert-authority lines
         self.address = address  # the capsul's address, for ``sshpin proxy``
         self.revoked = revoked or []
@@ -77,6 +86,12 @@ class HostEntry:
         ]
         if self.address:
             lines.append(f"address {self.address}")
+        if self.expires:
+            lines.append(f"expires {self.expires!r}")
+        if self.generated:
+            lines.append(f"generated {self.generated!r}")
+        if self.trust:
+            lines.append(f"trust {self.trust}")
         lines += [f"key {k.openssh()}" for k in self.keys]
         lines += [f"ca {k.openssh()}" for k in self.cas]
         lines += [f"revoked {k.openssh()}" for k in self.revoked]
@@ -115,6 +130,9 @@ class HostEntry:
                 revoked=revoked,
                 address=fields.get("address", ""),
                 cas=cas,
+                expires=float(fields.get("expires", 0.0)),
+                trust=fields.get("trust", ""),
+                generated=float(fields.get("generated", 0.0)),
             )
         except (KeyError, ValueError, VerificationError):
             return None
@@ -125,3 +143,14 @@ def age(fetched_at: float, now: float) -> float:
     if fetched_at > now + FUTURE_SKEW:
         return float("inf")
     return max(0.0, now - fetched_at)
+
+
+def servable(
+    fetched_at: float, expires: float, ttl: float, stale_if_error: float, now: float
+) -> bool:
+    """The one freshness rule of every path that serves cached keys (cached hit, lock timeout,
+    failed fetch, ProxyCommand's managed file): never past the statement's own ``expires``,
+    never past ``ttl + stale_if_error`` since it was fetched."""
+    if expires and now >= expires:
+        return False
+    return age(fetched_at, now) < ttl + stale_if_error

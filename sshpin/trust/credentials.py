@@ -186,3 +186,49 @@ def overriding_source(provider: str, token_command: str) -> str | None:
     if os.environ.get(env_name(provider)):
         return f"the {env_name(provider)} variable"
     return None
+
+
+def _account_path(provider: str) -> str:
+    import os
+
+    from sshpin.core.config import config_dir
+
+    return os.path.join(config_dir(), "accounts", provider)
+
+
+def record_account(provider: str, account: str) -> str | None:
+    """``sshpin login`` saw ``account``: keep it beside the token (a 0600 file under the config
+    dir), so every later document must be for it. Returns the account recorded before."""
+    import os
+
+    from sshpin.core.files import atomic_write, ensure_dir
+
+    before = recorded_account(provider)
+    path = _account_path(provider)
+    ensure_dir(os.path.dirname(os.path.dirname(path)))
+    ensure_dir(os.path.dirname(path))
+    atomic_write(path, (account + "\n").encode())
+    return before
+
+
+def recorded_account(provider: str) -> str | None:
+    """The account ``sshpin login`` last saw for the provider, if any."""
+    from sshpin.core.files import read_small
+
+    try:
+        raw = read_small(_account_path(provider), limit=1024)
+    except OSError:
+        return None
+    if raw is None:
+        return None
+    text = raw.decode("utf-8", "replace").strip()
+    return text if text and text.isprintable() else None
+
+
+def forget_account(provider: str) -> None:
+    import os
+
+    try:
+        os.unlink(_account_path(provider))
+    except FileNotFoundError:
+        pass

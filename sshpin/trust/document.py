@@ -69,14 +69,17 @@ class Document:
 
     __slots__ = (
         "account",
+        "api",
         "capsuls",
         "etag",
+        "expires",
         "fetched_at",
         "generated_at",
         "provider",
         "revoked",
         "signed",
         "source",
+        "trust",
     )
 
     def __init__(
@@ -90,7 +93,13 @@ class Document:
         signed: bool = False,
         fetched_at: float = 0.0,
         revoked: list[HostKey] | None = None,
+        api: str = "",
+        expires: float = 0.0,
+        trust: str = "",
     ) -> None:
+        self.api = api  # the API the document says it answers for ("" in the old format)
+        self.expires = expires  # its own end of validity (0.0 in the old format)
+        self.trust = trust  # the trust context it was verified under (core/config.py)
         self.revoked = revoked or []  # keys the provider revoked: @revoked for its hosts
         self.provider = provider
         self.source = source
@@ -113,6 +122,9 @@ class Document:
             "fetched_at": self.fetched_at,
             "capsuls": [c.to_json() for c in self.capsuls],
             "revoked": [k.openssh() for k in self.revoked],
+            "api": self.api,
+            "expires": self.expires,
+            "trust": self.trust,
         }
         return json.dumps(data, separators=(",", ":")).encode()
 
@@ -178,6 +190,9 @@ class Document:
                 signed=bool(data["signed"]),
                 fetched_at=float(data["fetched_at"]),
                 revoked=[parse_line(k) for k in data.get("revoked", [])],
+                api=_text(data.get("api", ""), 2048),
+                expires=float(data.get("expires", 0.0)),
+                trust=_text(data.get("trust", "")),
             )
         except (ValueError, KeyError, TypeError, AttributeError, VerificationError) as e:
             raise ValueError(f"damaged cached document: {e}") from e
@@ -191,16 +206,16 @@ def _text(value: object, limit: int = MAX_TEXT) -> str:
     return value
 
 
-def parse_timestamp(value: object) -> float:
+def parse_timestamp(value: object, field: str = "generated_at") -> float:
     """RFC 3339 with a time zone (``2026-11-22T10:00:00Z``) to a POSIX time."""
     if not isinstance(value, str) or len(value) > 40:
-        raise VerificationError("generated_at: expected an RFC 3339 time string")
+        raise VerificationError(f"{field}: expected an RFC 3339 time string")
     try:
         when = datetime.fromisoformat(value)
     except ValueError as e:
-        raise VerificationError(f"generated_at: not an RFC 3339 time: {value[:40]!r}") from e
+        raise VerificationError(f"{field}: not an RFC 3339 time: {value[:40]!r}") from e
     if when.tzinfo is None:
-        raise VerificationError("generated_at: time zone missing")
+        raise VerificationError(f"{field}: time zone missing")
     return when.astimezone(UTC).timestamp()
 
 
@@ -218,6 +233,14 @@ def parse_capsul_api(body: bytes, provider: str, source: str) -> Document:
     if not isinstance(account, str) or not account.isprintable() or len(account) > MAX_TEXT:
         raise VerificationError("document: 'account' missing or not a clean string")
     generated_at = parse_timestamp(data.get("generated_at"))
+    api = data.get("api", "")
+    if not isinstance(api, str) or not api.isprintable() or len(api) > 2048:
+        raise VerificationError("document: 'api' is not a clean string")
+    expires = 0.0
+    if data.get("expires") is not None:
+        expires = parse_timestamp(data.get("expires"), "expires")
+        if expires <= generated_at:
+            raise VerificationError("document: 'expires' is not after 'generated_at'")
     entries = data.get("capsuls")
     if not isinstance(entries, list):
         raise VerificationError("document: 'capsuls' missing or not a list")
@@ -235,9 +258,8 @@ def parse_capsul_api(body: bytes, provider: str, source: str) -> Document:
         seen.add(capsul.id)
         capsul.keys = [k for k in capsul.keys if k not in revoked]  # revocation wins
         capsuls.append(capsul)
-    return Document(
-        provider, source, capsuls, account=account, generated_at=generated_at, revoked=revoked
-    )
+    return Document(provider, source, capsuls, account=account, generated_at=generated_at,
+                    revoked=revoked, api=api.rstrip("/"), expires=expires)  # fmt: skip
 
 
 def _revoked(raw: object) -> list[HostKey]:

@@ -10,8 +10,10 @@ fetch and verify it, and how to write it and what changed. The sequence is writt
    process fetched while this one waited, its result is used: N cold starts, one request;
 3. the fetch verifies before anything is written; the write is atomic; a change of a key set is
    appended to the history and announced in a few lines;
-4. when the fetch fails (or the lock is not had in time), the cached item is served while it is
-   within ``ttl + stale_if_error`` (with a warning once past ``ttl``), else the error stands.
+4. when the fetch fails (or the lock is not had in time), the cached item is served while the
+   one freshness rule (``store.entries.servable``) allows: within ``ttl + stale_if_error`` and
+   never past the signed statement's own ``expires`` (with a warning once past ``ttl``); else
+   the error stands.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from sshpin.errors import ConfigError, ProviderError, VerificationError, log, say
-from sshpin.store.entries import age
+from sshpin.store.entries import age, servable
 from sshpin.store.history import append_history
 
 if TYPE_CHECKING:
@@ -36,6 +38,7 @@ ANNOUNCED = 3  # key changes announced one by one on stderr; the rest as one sum
 
 class Fetched(Protocol):
     fetched_at: float
+    expires: float  # 0: the item states no end of validity
 
 
 T = TypeVar("T", bound=Fetched)
@@ -77,7 +80,10 @@ def obtain(
     falls back to the cache."""
     now = time.time()
     cached = what.read()
-    if mismatch and cached is not None and not force and age(cached.fetched_at, now) < cfg.ttl:
+    fresh = cached is not None and age(cached.fetched_at, now) < cfg.ttl
+    if fresh and cached is not None and cached.expires and now >= cached.expires:
+        fresh = False
+    if mismatch and cached is not None and not force and fresh:
         if not store.mismatch_allowed(mismatch, now):
             log(mismatch, "refetch for an unknown key was done under 30 s ago; not again yet")
             return cached
@@ -96,15 +102,17 @@ def obtain(
         if not locked:
             if force:
                 raise ProviderError(f"provider {cfg.name!r}: another sshpin holds the cache lock")
-            say(what.subject, "timed out waiting for another sshpin's fetch")
-            return _fallback(what, cfg, latest, None, now)
+            late = ProviderError(
+                f"provider {cfg.name!r}: timed out waiting for another sshpin's fetch"
+            )
+            return _fallback(what, cfg, latest, late, time.time())
         try:
             log(what.subject, "fetching")
             item = what.fetch(latest)
         except (ProviderError, VerificationError) as e:
             if force:
                 raise
-            return _fallback(what, cfg, latest, e, now)
+            return _fallback(what, cfg, latest, e, time.time())
         records = what.changes(item, latest)  # announced even where the cache cannot keep it
         if force:
             what.write(item)  # the user asked for it: a failed write is an error
@@ -121,13 +129,24 @@ def _fallback(
 ) -> T:
     """The cached item while it is within ttl + stale_if_error; else the error stands."""
     why = error or ProviderError(f"provider {cfg.name!r}: nothing could be fetched in time")
-    if cached is None or age(cached.fetched_at, now) >= cfg.ttl + cfg.stale_if_error:
+    if cached is None:
+        raise why
+    if not servable(cached.fetched_at, cached.expires, cfg.ttl, cfg.stale_if_error, now):
+        if cached.expires and now >= cached.expires:
+            raise VerificationError(
+                f"{why}; the cached keys expired at {_iso(cached.expires)} and are not served "
+                "(refused as a freeze)"
+            )
         raise why
     if age(cached.fetched_at, now) >= cfg.ttl:
         say(what.subject, f"{why}; using keys fetched {ago(now - cached.fetched_at)} (stale)")
     else:
         log(what.subject, f"{why}; the cached keys are still fresh")
     return cached
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 def _best_effort(action: Callable[[], object]) -> None:

@@ -168,7 +168,12 @@ def test_clear_host_and_all_never_pins_or_history(populated: Pin, keys: Keys) ->
 
 def test_ten_thousand_cached_hosts_are_all_listed(pin: Pin) -> None:
     pin.write_config(hosts='["capsul-*"]')
-    ids = fill_cache(str(pin.cache), "capsul", 10_000, time.time())
+    from sshpin.providers import load_config
+
+    cfg = load_config(str(pin.config))
+    assert cfg is not None
+    trust = cfg.provider("capsul").get("trust")
+    ids = fill_cache(str(pin.cache), "capsul", 10_000, time.time(), trust)
     done = pin.run("cache", "list", "--json")
     assert done.returncode == 0 and done.stderr == ""
     rows = json.loads(done.stdout)

@@ -199,6 +199,28 @@ def snapshot(root: Path) -> dict[str, bytes]:
     }
 
 
+def retrust(pin: Pin) -> None:
+    """Mark what is cached as verified under the config as it is now (its trust context)."""
+    from sshpin.providers import load_config
+    from sshpin.store.cachedir import ProviderCache
+    from sshpin.trust.document import Document
+
+    cfg = load_config(str(pin.config))
+    assert cfg is not None
+    trust = cfg.provider("capsul").get("trust")
+    store = ProviderCache(str(pin.cache), "capsul")
+    raw = store.read_document()
+    assert raw is not None
+    doc = Document.from_bytes(raw)
+    doc.trust = trust
+    store.write_document(doc.to_bytes(), doc.fetched_at)
+    for host in store.hosts():
+        entry = store.read_host(host)
+        assert entry is not None
+        entry.trust = trust
+        store.write_host(entry)
+
+
 def check(fault: Fault, pin: Pin, provider: ReferenceServer, tls: TLS, keys: Keys,
           tmp_path: Path, refresh: bool = True) -> None:  # fmt: skip
     provider.api.add("capsul-f", [keys.pub(keys.host)])
@@ -207,6 +229,7 @@ def check(fault: Fault, pin: Pin, provider: ReferenceServer, tls: TLS, keys: Key
     url = fault.start(provider, tls, tmp_path)
     pin.write_config(extra="")
     pin.config.write_text(pin.config.read_text().replace(provider.api_url, url))
+    retrust(pin)  # as if cached from this URL: a changed api_url would void the cache
 
     pin.expire(2 * 3600)  # stale, within stale_if_error (7 days)
     before = snapshot(pin.cache)

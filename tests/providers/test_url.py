@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -34,12 +35,23 @@ def ssh_keygen_sign(key: str, data: bytes, tmp: Path) -> bytes:
     return sig
 
 
+def header(host: str, generated: float | None = None, days: float = 7) -> bytes:
+    """The signed binding line (docs/provider-api.md): host and time."""
+    start = time.time() - 60 if generated is None else generated
+    when = [
+        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) for t in (start, start + days * 86400)
+    ]
+    return f"# sshpin-hostkeys v1 host={host} generated_at={when[0]} expires={when[1]}\n".encode()
+
+
 class Bucket:
     def __init__(self, provider: ReferenceServer, ops: dict[str, str], tmp: Path) -> None:
         self.provider, self.ops, self.tmp = provider, ops, tmp
 
-    def publish(self, host: str, data: bytes, signer: str = "ops_key", sig: bytes | None = None
-                ) -> None:  # fmt: skip
+    def publish(self, host: str, data: bytes, signer: str = "ops_key", sig: bytes | None = None,
+                bound: bool = True) -> None:  # fmt: skip
+        if bound and not data.startswith(b"# sshpin-hostkeys"):
+            data = header(host) + data
         self.provider.api.files[f"hostkeys/{host}.pub"] = data
         signature = ssh_keygen_sign(self.ops[signer], data, self.tmp) if sig is None else sig
         self.provider.api.files[f"hostkeys/{host}.pub.sig"] = signature
@@ -86,7 +98,7 @@ def test_signed_file_is_served_and_cached(bucket: Bucket, pin: Pin, keys: Keys) 
         ("another signer", "not a signing key"),
         ("signature of another file", "bad signature"),
         ("wrong namespace", "namespace"),
-        ("malformed line", "line 2"),
+        ("malformed line", "line 3"),  # the header is line 1
         ("no file", "no key file for"),
         ("garbage signature", "not an armored SSH signature"),
     ],
@@ -160,15 +172,17 @@ def test_the_userdata_script_feeds_the_whole_flow(
     (key_dir / "ssh_host_ed25519_key.pub").write_text(keys.pub(keys.host) + "\n")
     (key_dir / "ssh_host_dsa_key.pub").write_text("ssh-dss AAAA old\n")
     script = Path(__file__).resolve().parents[2] / "contrib" / "userdata-publish-hostkeys.sh"
-    env = dict(pin.env, KEY_DIR=str(key_dir), CURL_CA_BUNDLE=pin.ca_path,
+    env = dict(pin.env, KEY_DIR=str(key_dir), CURL_CA_BUNDLE=pin.ca_path, HOST_NAME=HOST,
                UPLOAD_URL=f"{bucket.provider.files_url}/staging/vm1.pub")  # fmt: skip
     done = subprocess.run(["sh", str(script)], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "uploaded 1 host key(s)" in done.stdout
     uploaded = bucket.provider.api.files["staging/vm1.pub"]
-    assert uploaded == (" ".join(keys.pub(keys.host).split()[:2]) + "\n").encode()
+    first, rest = uploaded.split(b"\n", 1)
+    assert first.startswith(f"# sshpin-hostkeys v1 host={HOST} generated_at=".encode()), first
+    assert rest == (" ".join(keys.pub(keys.host).split()[:2]) + "\n").encode()
     bucket.publish(HOST, uploaded)  # the operator's automation signs and publishes
-    assert pin.hook("ORDER", HOST).stdout == f"{HOST} {uploaded.decode()}"
+    assert pin.hook("ORDER", HOST).stdout == f"{HOST} {rest.decode()}"
     bad = subprocess.run(["sh", str(script)], env=dict(env, UPLOAD_URL="http://x/"),
                          capture_output=True, text=True)  # fmt: skip
     assert bad.returncode == 1 and "https://" in bad.stderr

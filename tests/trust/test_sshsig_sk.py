@@ -256,13 +256,17 @@ def test_url_provider_with_a_security_key_signing_key(
         f'url = "{provider.files_url}/hostkeys/{{host}}.pub"\n'
         f'signing_keys = ["{token.line()}"]\nca_bundle = "{pin.ca_path}"\n'
     )
-    body = (keys.pub(keys.host) + "\n").encode()
+    from tests.providers.test_url import header
+
+    key_line = (keys.pub(keys.host) + "\n").encode()
+    body = header("web1.vps.example.org") + key_line
     provider.api.files["hostkeys/web1.vps.example.org.pub"] = body
     sig = armored(token.sshsig(body)).encode()
     provider.api.files["hostkeys/web1.vps.example.org.pub.sig"] = sig
     done = pin.hook("ORDER", "web1.vps.example.org")
     assert done.stderr == "" and done.returncode == 0
     assert done.stdout == f"web1.vps.example.org {' '.join(keys.pub(keys.host).split()[:2])}\n"
+    body = header("web2.vps.example.org") + key_line
     untouched = armored(token.sshsig(body, flags=0)).encode()
     provider.api.files["hostkeys/web2.vps.example.org.pub"] = body
     provider.api.files["hostkeys/web2.vps.example.org.pub.sig"] = untouched

@@ -44,6 +44,7 @@ class CapsulAPI:
         self.bound = True  # False: the old format, without "api" and "expires"
         self.revoked: list[dict[str, str]] = []  # top-level revoked_keys entries
         self.signing_key: Any = None  # a cryptography private key: sign every body
+        self.chain: list[dict[str, str]] = []  # signing-key statements (GET .../signing-keys)
         self.signature_override: str | None = None  # a Sshpin-Signature header to send
         self.files: dict[str, bytes] = {}  # object storage: /files/<path> (type = "url")
         self.file_requests = 0
@@ -77,6 +78,29 @@ class CapsulAPI:
             for c in self.capsuls:
                 if c.get("id") == capsul_id:
                     c["ssh_host_keys"] = [host_key_entry(line) for line in pub_lines]
+
+    def rotate(self, new_key: Any, revoke: list[Any] | None = None, keep: bool = False) -> str:
+        """Publish the next signing-key statement, signed by the current signing key, and
+        sign from now on with ``new_key``: as an operator rotates (docs/provider-api.md).
+        ``revoke`` lists private keys whose public halves are never to be trusted again;
+        ``keep`` keeps the current key in the set. Returns the statement's text."""
+        import base64
+
+        from sshpin.trust.keychain import MAGIC, NAMESPACE
+        from sshpin.trust.sshsig import sign
+
+        keys = [_public_line(new_key)] + ([_public_line(self.signing_key)] if keep else [])
+        lines = [MAGIC, f"api {self.api_url}", f"version {len(self.chain) + 2}"]
+        lines += [f"key {k}" for k in keys]
+        lines += [f"revoked {_public_line(k)}" for k in revoke or []]
+        text = "\n".join(lines) + "\n"
+        signature = sign(self.signing_key, text.encode(), namespace=NAMESPACE)
+        with self.lock:
+            self.chain.append(
+                {"statement": text, "signature": base64.b64encode(signature).decode()}
+            )
+            self.signing_key = new_key
+        return text
 
     def body(self) -> bytes:
         with self.lock:
@@ -134,6 +158,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(404, b"not found\n", {"Content-Type": "text/plain"})
             else:
                 self._send(200, data, {"Content-Type": "application/octet-stream"})
+            return
+        if self.path == self.server.prefix + "/signing-keys":
+            with api.lock:
+                body = json.dumps({"chain": api.chain}, indent=1).encode()
+            self._send(200, body, {"Content-Type": "application/json"})
             return
         if self.path.rstrip("/") != self.server.prefix + "/capsuls":
             self._send(404, b"not found\n", {"Content-Type": "text/plain"})
@@ -269,3 +298,12 @@ def fill_cache(
         with open(store.host_path(c.id), "w", opener=lambda p, f: os.open(p, f, 0o600)) as out:
             out.write(entry.to_text())
     return [c.id for c in capsuls]
+
+
+def _public_line(private_key: Any) -> str:
+    """``type base64`` of a cryptography private key's public half."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return str(
+        private_key.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
+    )

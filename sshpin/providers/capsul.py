@@ -21,6 +21,7 @@ from sshpin.trust.obtain import Fetch, ago, obtain
 
 if TYPE_CHECKING:
     from sshpin.core.names import Query
+    from sshpin.trust.keychain import KeyState
 
 MAX_AGE = 30 * 86400  # a signed document older than this is refused (docs/provider-api.md)
 SKEW = 300.0  # clocks may differ this much
@@ -215,29 +216,39 @@ class CapsulProvider(Provider):
                 "(recorded: documents for another account are refused)")  # fmt: skip
 
     def check(self) -> str:
+        chain = ""
+        if self.cfg.get("signing_keys"):
+            state = self.follow_chain()
+            keys = ", ".join(k.sha256() for k in state.trusted())
+            chain = f"; signing keys version {state.version}: {keys}"
+            chain += f" ({len(state.revoked)} revoked)" if state.revoked else ""
         doc = self.fetch_document(None, time.time())
         signed = ", signature verified" if doc.signed else ""
-        return f"{self.url} lists {len(doc.capsuls)} capsul(s) of {doc.account}{signed}"
+        return f"{self.url} lists {len(doc.capsuls)} capsul(s) of {doc.account}{signed}{chain}"
 
     # -- the fetch -----------------------------------------------------------------------
+
+    def _get(self, url: str, headers: dict[str, str], limit: int) -> Any:
+        """One authenticated GET of the provider's API (trust/http.py: TLS, caps, retries)."""
+        from sshpin.trust import http
+        from sshpin.trust.credentials import get_token
+
+        token = self.token or get_token(self.name, str(self.cfg.get("token_command") or ""))
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", **headers}
+        s = http.session(str(self.cfg.get("ca_bundle") or ""))
+        try:
+            return http.get(s, url, headers, limit, f"provider {self.name!r}")
+        finally:
+            s.close()
 
     def fetch_document(self, previous: Document | None, now: float) -> Document:
         """A fresh verified document. With ``previous`` the fetch revalidates (ETag) and
         returns ``previous`` with a new ``fetched_at`` when nothing changed."""
-        from sshpin.trust import http
-        from sshpin.trust.credentials import get_token
         from sshpin.trust.document import MAX_BODY, parse_capsul_api
 
-        token = self.token or get_token(self.name, str(self.cfg.get("token_command") or ""))
-        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-        if previous is not None and previous.etag:
-            headers["If-None-Match"] = previous.etag
+        headers = {"If-None-Match": previous.etag} if previous is not None and previous.etag else {}
         what = f"provider {self.name!r}"
-        s = http.session(str(self.cfg.get("ca_bundle") or ""))
-        try:
-            r = http.get(s, self.url, headers, MAX_BODY, what)
-        finally:
-            s.close()
+        r = self._get(self.url, headers, MAX_BODY)
         if r.status == 304:
             if previous is None:
                 raise VerificationError(f"{what}: 'not modified' answer to an unconditional GET")
@@ -256,7 +267,7 @@ class CapsulProvider(Provider):
         signing_keys = list(self.cfg.get("signing_keys") or [])
         signer = ""
         if signing_keys:
-            signer = self._check_signature(r.headers.get("sshpin-signature"), r.body, signing_keys)
+            signer = self._check_signature(r.headers.get("sshpin-signature"), r.body)
         try:
             doc = parse_capsul_api(r.body, self.name, self.url)
         except VerificationError as e:
@@ -324,12 +335,11 @@ class CapsulProvider(Provider):
         say(f"provider {self.name!r}", f"warning: accepting an unbound signed document (no "
             f"{missing}; allow_unbound = true): {weakness}")  # fmt: skip
 
-    def _check_signature(self, header: str | None, body: bytes, signing_keys: list[str]) -> str:
+    def _check_signature(self, header: str | None, body: bytes) -> str:
         """``Sshpin-Signature``: base64 of a binary SSHSIG over the exact body bytes. Returns
         the signer's fingerprint."""
         import binascii
 
-        from sshpin.core.keys import SIGNING_KEY_TYPES, parse_line
         from sshpin.trust import sshsig
 
         what = f"provider {self.name!r}"
@@ -339,12 +349,52 @@ class CapsulProvider(Provider):
             blob = binascii.a2b_base64(header.strip().encode("ascii"), strict_mode=True)
         except (binascii.Error, UnicodeEncodeError):
             raise VerificationError(f"{what}: Sshpin-Signature is not base64") from None
-        allowed = [parse_line(line, SIGNING_KEY_TYPES) for line in signing_keys]
+        state = self.signing_state()
         try:
-            signer = sshsig.verify(blob, body, allowed)
+            return sshsig.verify(blob, body, state.trusted()).sha256()
+        except VerificationError as e:
+            refused = VerificationError(f"{what}: document signature refused: {e}")
+        try:
+            claimed = sshsig.parse(blob).signer
+        except VerificationError:
+            raise refused from None
+        if not state.is_revoked(claimed) and all(k.blob != claimed.blob for k in state.trusted()):
+            state = self.follow_chain(state)  # an unknown signer: the provider may have rotated
+        if state.is_revoked(claimed):
+            raise VerificationError(
+                f"{what}: document signed by {claimed.sha256()}, a signing key the provider "
+                "revoked: refused"
+            )
+        try:
+            return sshsig.verify(blob, body, state.trusted()).sha256()
         except VerificationError as e:
             raise VerificationError(f"{what}: document signature refused: {e}") from None
-        return signer.sha256()
+
+    def signing_state(self) -> KeyState:
+        """The signing keys trusted now: ``signing_keys``, as far as the chain has moved on."""
+        from sshpin.trust.keychain import KeyState
+
+        configured = list(self.cfg.get("signing_keys") or [])
+        return KeyState.from_bytes(self.store.read_chain(), configured)
+
+    def follow_chain(self, state: KeyState | None = None) -> KeyState:
+        """Fetch ``{api_url}/signing-keys`` and follow it forward from ``state``; record and
+        announce every step (docs/provider-api.md, "Signing-key rotation")."""
+        from sshpin.trust.keychain import follow
+
+        state = state or self.signing_state()
+        r = self._get(self.api_url + "/signing-keys", {}, 1 << 20)
+        if r.status != 200:
+            return state
+        reached, steps = follow(state, r.body, self.api_url)
+        for step in steps:
+            say(f"provider {self.name!r}", step)
+        if reached.version != state.version:
+            try:
+                self.store.write_chain(reached.to_bytes())
+            except OSError:
+                pass  # best effort: followed again next time
+        return reached
 
     def _check_time(self, doc: Document, now: float) -> None:
         """Within its time: none older than 30 days, none past its ``expires`` (freeze), none

@@ -172,6 +172,19 @@ class ProviderCache:
         os.utime(path, (now, now))
 
     @property
+    def chain_path(self) -> str:
+        """The signing-key state reached by following the provider's chain (trust/keychain.py).
+        Not cache: ``cache clear`` keeps it, as it keeps the rollback floors."""
+        return os.path.join(self.dir, "signing-chain.json")
+
+    def read_chain(self) -> bytes | None:
+        return read_small(self.chain_path)
+
+    def write_chain(self, data: bytes) -> None:
+        self._ensure()
+        atomic_write(self.chain_path, data)
+
+    @property
     def newest_path(self) -> str:
         return os.path.join(self.dir, "newest.json")
 

@@ -293,6 +293,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=lambda ns: _inspect("fingerprints", ns))
 
     p = sub.add_parser(
+        "provider",
+        help="for providers' engineers: check a live provider against the API spec",
+        description="Checks a provider as sshpin would use it, one line per check with what "
+        "to fix; exits 0 only when every check passes. The token comes from SSHPIN_TOKEN or "
+        "one line of standard input, never from the command line.",
+    )
+    provider_sub = p.add_subparsers(title="provider commands", metavar="ACTION")
+    p.set_defaults(func=lambda ns: _missing_provider_action())
+    q = provider_sub.add_parser(
+        "check",
+        help="check URL (the API base) or, with --url, one host's signed key file",
+        description="Checks auth, status, Content-Type, size, the JSON schema, every key, "
+        "the signature, the bindings and times, ETag/304, ?host=, paging and speed.",
+    )
+    q.add_argument("target", metavar="URL|HOST", help="the API base URL; with --url, the HOST")
+    q.add_argument("--url", metavar="TEMPLATE", help="a type = url template with {host}")
+    q.add_argument("--signing-key", metavar="KEY", action="append", default=[],
+                   help="a signing key (.pub line) to check signatures; repeatable")  # fmt: skip
+    q.add_argument("--signing-key-file", metavar="FILE", action="append", default=[],
+                   help="a .pub file holding a signing key; repeatable")  # fmt: skip
+    q.add_argument("--ca-bundle", metavar="FILE", default="", help="an extra CA file")
+    q.add_argument("--public", action="store_true", help="the listing is public on purpose")
+    q.add_argument("--json", action="store_true", help="print the checks as JSON")
+    q.set_defaults(func=_cmd_provider_check)
+
+    p = sub.add_parser(
+        "publish",
+        help="for operators: write signed host keys as static files (no service needed)",
+        description="From --keys-dir DIR (DIR/<host>/ssh_host_*_key.pub) or --inventory FILE, "
+        "writes OUT/capsuls (the v1 document) with capsuls.sig, and OUT/hostkeys/<host>.pub "
+        "with .sig, signed with ssh-keygen -Y sign; OUT is replaced whole, never half-signed.",
+    )
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--keys-dir", metavar="DIR", help="<host>/ssh_host_*_key.pub files")
+    group.add_argument("--inventory", metavar="FILE", help="an inventory JSON (see sshpin(1))")
+    p.add_argument("--account", metavar="NAME", help="the account the document names")
+    p.add_argument("--api-url", metavar="URL", help="the API base URL the document binds to")
+    p.add_argument("--out", metavar="DIR", required=True, help="the directory to write")
+    p.add_argument("--sign-key", metavar="FILE", required=True,
+                   help="a private key file, or a .pub whose key is in ssh-agent")  # fmt: skip
+    p.add_argument("--days", metavar="N", type=int, default=7,
+                   help="days until the statements expire (1-30, default 7)")  # fmt: skip
+    p.set_defaults(func=_cmd_publish)
+
+    p = sub.add_parser(
         "demo",
         help="show sshpin at work on a throwaway sshd and a built-in local provider",
         description="Starts the reference capsul provider and a throwaway sshd on 127.0.0.1, "
@@ -300,6 +345,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_demo)
     return parser
+
+
+def _missing_provider_action() -> int:
+    from sshpin.errors import UsageError
+
+    raise UsageError("provider: give an action: check")
+
+
+def _cmd_provider_check(ns: argparse.Namespace) -> int:
+    from sshpin.commands.provider import cmd_check
+
+    url, host = (None, ns.target) if ns.url else (ns.target, None)
+    return cmd_check(url, host, ns.url, ns.signing_key, ns.signing_key_file, ns.ca_bundle,
+                     ns.public, ns.json)  # fmt: skip
+
+
+def _cmd_publish(ns: argparse.Namespace) -> int:
+    from sshpin.commands.provider import cmd_publish
+
+    return cmd_publish(ns.keys_dir, ns.inventory, ns.account, ns.api_url, ns.out, ns.sign_key,
+                       ns.days)  # fmt: skip
 
 
 def _cmd_demo(ns: argparse.Namespace) -> int:

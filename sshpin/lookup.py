@@ -113,9 +113,14 @@ def _why(entry: HostEntry) -> str:
 
 
 def _load_config(root: str | None) -> config.Config | None:
-    from sshpin.providers import load_config
+    """The compiled copy on a hit; the providers registry validates only a changed file."""
+    return config.load(_validate, cache=root)
 
-    return load_config(cache=root)
+
+def _validate(table: dict[str, object]) -> dict[str, object]:
+    from sshpin.providers import validate_table
+
+    return validate_table(table)
 
 
 def _exists(path: str) -> bool:

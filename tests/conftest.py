@@ -275,3 +275,37 @@ def pytest_runtest_makereport(
         report.outcome = "failed"
         report.longrepr = f"sshpin: a test may not skip in CI (CI is set): {report.longrepr}"
     return report
+
+
+@dataclass
+class Static:
+    """A plain static HTTPS server (no service logic) over a directory: what an operator
+    without a service has. ``capsuls`` is served as application/json."""
+
+    root: Path
+    url: str
+
+
+@pytest.fixture
+def static(tmp_path: Path, tls: TLS) -> Iterator[Static]:
+    import http.server
+    import threading
+
+    root = tmp_path / "www"
+    root.mkdir()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        extensions_map = {"": "application/json", ".sig": "text/plain", ".pub": "text/plain"}  # noqa: RUF012
+
+        def __init__(self, *args: object, **kw: object) -> None:
+            super().__init__(*args, directory=str(root), **kw)  # type: ignore[arg-type]
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = tls.server_context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield Static(root, f"https://127.0.0.1:{server.server_address[1]}")
+    server.shutdown()
+    server.server_close()

@@ -45,6 +45,8 @@ class CapsulAPI:
         self.revoked: list[dict[str, str]] = []  # top-level revoked_keys entries
         self.signing_key: Any = None  # a cryptography private key: sign every body
         self.chain: list[dict[str, str]] = []  # signing-key statements (GET .../signing-keys)
+        self.require_token = True  # False: a broken provider that lists for anyone
+        self.honour_etag = True  # False: a broken provider that ignores If-None-Match
         self.signature_override: str | None = None  # a Sshpin-Signature header to send
         self.files: dict[str, bytes] = {}  # object storage: /files/<path> (type = "url")
         self.file_requests = 0
@@ -164,7 +166,7 @@ class _Handler(BaseHTTPRequestHandler):
                 body = json.dumps({"chain": api.chain}, indent=1).encode()
             self._send(200, body, {"Content-Type": "application/json"})
             return
-        if self.path.rstrip("/") != self.server.prefix + "/capsuls":
+        if self.path.split("?", 1)[0].rstrip("/") != self.server.prefix + "/capsuls":
             self._send(404, b"not found\n", {"Content-Type": "text/plain"})
             return
         with api.lock:
@@ -180,12 +182,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(override, b"{}", {"Content-Type": "application/json", **api.extra_headers})
             return
         auth = self.headers.get("Authorization", "")
-        if not auth.startswith("Bearer ") or auth[7:] not in api.tokens:
+        if api.require_token and (not auth.startswith("Bearer ") or auth[7:] not in api.tokens):
             self._send(401, b'{"error": "bad token"}', {"Content-Type": "application/json"})
             return
         body = api.body_override if api.body_override is not None else api.body()
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-        if self.headers.get("If-None-Match") == etag:
+        if api.honour_etag and self.headers.get("If-None-Match") == etag:
             self._send(304, b"", {"ETag": etag})
             return
         headers = {"Content-Type": "application/json", "ETag": etag, **api.extra_headers}

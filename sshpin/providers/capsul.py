@@ -228,7 +228,7 @@ class CapsulProvider(Provider):
 
     # -- the fetch -----------------------------------------------------------------------
 
-    def _get(self, url: str, headers: dict[str, str], limit: int) -> Any:
+    def _get(self, url: str, headers: dict[str, str], limit: int, allow_404: bool = False) -> Any:
         """One authenticated GET of the provider's API (trust/http.py: TLS, caps, retries)."""
         from sshpin.trust import http
         from sshpin.trust.credentials import get_token
@@ -237,7 +237,7 @@ class CapsulProvider(Provider):
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", **headers}
         s = http.session(str(self.cfg.get("ca_bundle") or ""))
         try:
-            return http.get(s, url, headers, limit, f"provider {self.name!r}")
+            return http.get(s, url, headers, limit, f"provider {self.name!r}", allow_404)
         finally:
             s.close()
 
@@ -267,7 +267,8 @@ class CapsulProvider(Provider):
         signing_keys = list(self.cfg.get("signing_keys") or [])
         signer = ""
         if signing_keys:
-            signer = self._check_signature(r.headers.get("sshpin-signature"), r.body)
+            header = r.headers.get("sshpin-signature") or self._detached_signature()
+            signer = self._check_signature(header, r.body)
         try:
             doc = parse_capsul_api(r.body, self.name, self.url)
         except VerificationError as e:
@@ -370,6 +371,21 @@ class CapsulProvider(Provider):
         except VerificationError as e:
             raise VerificationError(f"{what}: document signature refused: {e}") from None
 
+    def _detached_signature(self) -> str | None:
+        """For static hosting, which cannot set a header: ``{api_url}/capsuls.sig``, the
+        armored SSHSIG ``sshpin publish`` writes beside the document. Same bytes signed."""
+        import base64
+
+        from sshpin.trust import sshsig
+
+        r = self._get(self.url + ".sig", {}, 16384, allow_404=True)
+        if r.status != 200:
+            return None
+        try:
+            return base64.b64encode(sshsig.unarmor(r.body.decode("ascii"))).decode()
+        except (UnicodeDecodeError, VerificationError):
+            return None  # then: "not signed", the one clear refusal
+
     def signing_state(self) -> KeyState:
         """The signing keys trusted now: ``signing_keys``, as far as the chain has moved on."""
         from sshpin.trust.keychain import KeyState
@@ -383,7 +399,7 @@ class CapsulProvider(Provider):
         from sshpin.trust.keychain import follow
 
         state = state or self.signing_state()
-        r = self._get(self.api_url + "/signing-keys", {}, 1 << 20)
+        r = self._get(self.api_url + "/signing-keys", {}, 1 << 20, allow_404=True)
         if r.status != 200:
             return state
         reached, steps = follow(state, r.body, self.api_url)

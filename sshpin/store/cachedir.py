@@ -21,7 +21,10 @@ import os
 
 from sshpin.core.files import atomic_write, ensure_dir, read_small
 from sshpin.store.entries import ENTRY_MAGIC, HostEntry, age
-from sshpin.store.locks import FetchLock
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (about 2 ms)
+if TYPE_CHECKING:
+    from sshpin.store.locks import FetchLock
 
 HIT, MISS, STALE, MISMATCH = "hit", "miss", "stale", "mismatch"
 MISMATCH_INTERVAL = 30.0  # at most one refetch per host for an unknown key in this many seconds
@@ -217,8 +220,10 @@ class ProviderCache:
         self._ensure()
         atomic_write(self.newest_path, json.dumps(data, sort_keys=True).encode())
 
-    def lock(self, timeout: float) -> FetchLock:
+    def lock(self, timeout: float) -> FetchLock:  # imported only past a hit
         """The provider's fetch lock, as a context manager (see FetchLock)."""
+        from sshpin.store.locks import FetchLock
+
         try:
             directory = self._ensure()
         except OSError:

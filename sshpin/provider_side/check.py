@@ -1,0 +1,360 @@
+"""``sshpin provider check``: does a live provider serve sshpin correctly? One line per check.
+
+For a provider's engineers, and for users who wonder why sshpin refuses their provider. It
+asks as sshpin asks (verified TLS, no redirects, the 4 MiB cap) and judges by the rules of
+docs/provider-api.md, with sshpin's own parser and verifier: what passes here is what the
+hook accepts. Nothing is cached or written.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sshpin.errors import SshpinError
+
+MAX_PAGES = 1000
+SKEW = 300.0
+MAX_AGE = 30 * 86400
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        text = f"{'ok' if self.ok else 'FAIL':<4}  {self.name}: {self.detail}"
+        return text + (f" (fix: {self.fix})" if self.fix and not self.ok else "")
+
+    def as_dict(self) -> dict[str, object]:
+        return {"check": self.name, "ok": self.ok, "detail": self.detail, "fix": self.fix}
+
+
+class Client:
+    """sshpin's HTTP session (trust/http.py), with the response kept whole for the checks."""
+
+    def __init__(self, ca_bundle: str) -> None:
+        from sshpin.trust import http
+
+        self.http = http
+        self.session = http.session(ca_bundle)
+
+    def get(self, url: str, headers: dict[str, str]) -> Any:
+        from sshpin.trust.document import MAX_BODY
+
+        return self.http.get(self.session, url, headers, MAX_BODY, "provider", allow_404=True)
+
+
+def check_api(
+    api_url: str, token: str, signing_keys: list[str], ca_bundle: str = "", public: bool = False
+) -> list[Check]:
+    """Every check of a capsul host-key API v1 endpoint."""
+    from sshpin.core.keys import SIGNING_KEY_TYPES, parse_line
+    from sshpin.trust.document import parse_capsul_api
+
+    checks: list[Check] = []
+    url = api_url.rstrip("/") + "/capsuls"
+    client = Client(ca_bundle)
+    auth = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    started = time.monotonic()
+
+    def add(name: str, ok: bool, detail: str, fix: str = "") -> bool:
+        checks.append(Check(name, ok, detail, fix))
+        return ok
+
+    try:  # 1. without the token
+        r = client.get(url, {"Accept": "application/json"})
+        add(
+            "auth",
+            r.status in (401, 403) or public,
+            f"without a token: HTTP {r.status}",
+            "answer 401 without a valid bearer token: the listing names the account's machines",
+        )
+    except SshpinError as e:
+        add("auth", public or "401" in str(e) or "403" in str(e), f"without a token: {e}")
+    try:  # 2. with it
+        r = client.get(url, auth)
+    except SshpinError as e:
+        add("fetch", False, str(e), e.hint or "see the message")
+        return checks
+    if not add(
+        "fetch", r.status == 200, f"GET {url}: HTTP {r.status}", "answer 200 with the document"
+    ):
+        return checks
+    took = time.monotonic() - started
+    content_type = r.headers.get("content-type", "").split(";")[0].strip().lower()
+    add(
+        "content-type",
+        content_type == "application/json",
+        content_type or "none",
+        "send Content-Type: application/json",
+    )
+    add(
+        "size",
+        len(r.body) <= 4 << 20,
+        f"{len(r.body)} bytes (limit 4 MiB per response)",
+        "page the listing (next_page_token) and serve ?host=",
+    )
+    try:
+        data = json.loads(r.body)
+    except ValueError as e:
+        add("json", False, f"not JSON: {e}", "serve the document as JSON")
+        return checks
+    checks.append(_schema(data))
+    try:
+        doc = parse_capsul_api(r.body, "provider", url)
+    except SshpinError as e:
+        add("document", False, str(e), "see docs/provider-api.md")
+        return checks
+    bad = [f"{c.id}: {c.problem}" for c in doc.capsuls if c.problem]
+    skipped = [f"{c.id}: {s}" for c in doc.capsuls for s in c.skipped]
+    add(
+        "keys",
+        not bad,
+        f"{len(doc.capsuls)} capsul(s), "
+        f"{sum(len(c.keys) for c in doc.capsuls)} key(s)"
+        + (f"; refused: {bad[0]}" if bad else "")
+        + (f"; skipped: {skipped[0]}" if skipped else ""),
+        "publish each key's exact type, base64 and SHA256 fingerprint",
+    )
+    now = time.time()
+    fresh = now - MAX_AGE < doc.generated_at <= now + SKEW
+    add(
+        "generated_at",
+        fresh,
+        _iso(doc.generated_at),
+        "set generated_at to when the document was made (not older than 30 days, not ahead)",
+    )
+    bound = bool(doc.api) and doc.expires > 0
+    add(
+        "binding",
+        bound
+        and doc.api == api_url.rstrip("/")
+        and doc.generated_at < doc.expires <= doc.generated_at + MAX_AGE
+        and now < doc.expires,
+        f"api {doc.api or '(none)'}, expires {_iso(doc.expires) if doc.expires else '(none)'}",
+        "name the api and an expires at most 30 days after generated_at",
+    )
+    if signing_keys:
+        from sshpin.trust import sshsig
+
+        allowed = [parse_line(line, SIGNING_KEY_TYPES) for line in signing_keys]
+        header = r.headers.get("sshpin-signature", "")
+        try:
+            import base64
+
+            blob = base64.b64decode(header, validate=True) if header else b""
+            if not blob:
+                raise SshpinError("no Sshpin-Signature header")
+            signer = sshsig.verify(blob, r.body, allowed)
+            add("signature", True, f"by {signer.sha256()}")
+        except (SshpinError, ValueError) as e:
+            add(
+                "signature",
+                False,
+                str(e),
+                "sign the exact body: ssh-keygen -Y sign -n sshpin-hostkeys",
+            )
+    else:
+        add("signature", True, "not checked (give --signing-key to check it)")
+    etag = r.headers.get("etag")
+    if etag:
+        again = client.get(url, {**auth, "If-None-Match": etag})
+        add(
+            "etag",
+            again.status == 304,
+            f"If-None-Match {etag}: HTTP {again.status}",
+            "answer 304 when the ETag matches",
+        )
+    else:
+        add("etag", False, "no ETag", "send an ETag and honour If-None-Match with 304")
+    checks.append(_host_lookup(client, url, auth, doc))
+    checks.append(_paging(client, url, auth, data, doc.account))
+    add(
+        "time",
+        took < 10.0,
+        f"{took * 1000:.0f} ms for the first answer (sshpin gives up after 10 s)",
+        "answer well within 10 s: ssh waits on it",
+    )
+    return checks
+
+
+def _schema(data: object) -> Check:
+    try:
+        import jsonschema
+    except ImportError:
+        return Check("schema", True, "not checked (pip install jsonschema)")
+    from pathlib import Path
+
+    schema = (
+        json.loads(
+            (
+                Path(__file__).resolve().parents[2] / "docs" / "capsul-hostkeys-v1.schema.json"
+            ).read_text()
+        )
+        if (Path(__file__).resolve().parents[2] / "docs").is_dir()
+        else None
+    )
+    if schema is None:
+        return Check("schema", True, "not checked (the schema ships with the source)")
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(data), key=str)
+    first = f"{'/'.join(map(str, errors[0].path))}: {errors[0].message}" if errors else ""
+    return Check(
+        "schema",
+        not errors,
+        first[:200] or "valid (capsul-hostkeys-v1)",
+        "follow docs/capsul-hostkeys-v1.schema.json",
+    )
+
+
+def _host_lookup(client: Client, url: str, auth: dict[str, str], doc: Any) -> Check:
+    if not doc.capsuls:
+        return Check("?host=", True, "not checked: the listing is empty")
+    wanted = doc.capsuls[0].id
+    from urllib.parse import quote
+
+    r = client.get(f"{url}?host={quote(wanted)}", auth)
+    try:
+        data = json.loads(r.body) if r.status == 200 else {}
+        ids = [c.get("id") for c in data.get("capsuls", [])]
+    except (ValueError, AttributeError):
+        ids = []
+    if r.status != 200 or wanted not in ids:
+        return Check(
+            "?host=",
+            False,
+            f"?host={wanted}: HTTP {r.status}, ids {ids[:3]}",
+            "answer ?host= with the document holding that capsul",
+        )
+    if len(ids) == len(doc.capsuls) > 1:
+        return Check(
+            "?host=", True, "ignored (allowed: the client filters; large accounts should serve it)"
+        )
+    return Check(
+        "?host=",
+        ids == [wanted],
+        f"?host={wanted}: {len(ids)} capsul(s)",
+        "return only the capsuls whose id, name, ipv4 or ipv6 equals the host",
+    )
+
+
+def _paging(
+    client: Client, url: str, auth: dict[str, str], first: dict[str, Any], account: str
+) -> Check:
+    token = first.get("next_page_token")
+    if not token:
+        return Check("paging", True, "one page")
+    from urllib.parse import quote
+
+    seen = {token}
+    pages = 1
+    while token and pages < MAX_PAGES:
+        r = client.get(f"{url}?page_token={quote(str(token))}", auth)
+        pages += 1
+        try:
+            data = json.loads(r.body)
+        except ValueError:
+            return Check("paging", False, f"page {pages}: not JSON", "serve every page as JSON")
+        if r.status != 200 or data.get("account") != account:
+            return Check(
+                "paging",
+                False,
+                f"page {pages}: HTTP {r.status}, account {data.get('account')!r}",
+                "every page is a document of the account",
+            )
+        token = data.get("next_page_token")
+        if token in seen:
+            return Check(
+                "paging",
+                False,
+                f"page {pages} repeats token {str(token)[:40]!r}",
+                "never hand out a token twice: the listing loops",
+            )
+        if token:
+            seen.add(token)
+    if token:
+        return Check("paging", False, f"more than {MAX_PAGES} pages", "use larger pages")
+    return Check("paging", True, f"{pages} pages to the end")
+
+
+def check_url(
+    template: str, host: str, signing_keys: list[str], ca_bundle: str = ""
+) -> list[Check]:
+    """The ``type = "url"`` layout for one host: the key file, its .sig, the binding header."""
+    from urllib.parse import quote
+
+    from sshpin.core.keys import SIGNING_KEY_TYPES, parse_key_lines, parse_line
+    from sshpin.trust import sshsig
+
+    checks: list[Check] = []
+    client = Client(ca_bundle)
+    url = template.replace("{host}", quote(host, safe=""))
+    try:
+        body = client.get(url, {})
+        sig = client.get(url + ".sig", {})
+    except SshpinError as e:
+        return [Check("fetch", False, str(e), e.hint or "see the message")]
+    checks.append(
+        Check(
+            "fetch",
+            body.status == 200 and sig.status == 200,
+            f"{url}: HTTP {body.status}; .sig: HTTP {sig.status}",
+            "publish <host>.pub and <host>.pub.sig",
+        )
+    )
+    if body.status != 200 or sig.status != 200:
+        return checks
+    text = body.body.decode("utf-8", "replace")
+    first = text.split("\n", 1)[0]
+    fields = (
+        dict(f.partition("=")[::2] for f in first.split()[3:])
+        if first.startswith("# sshpin-hostkeys v1 ")
+        else {}
+    )
+    checks.append(
+        Check(
+            "binding",
+            fields.get("host") == host,
+            first[:120] or "(empty)",
+            "start the file with '# sshpin-hostkeys v1 host=HOST generated_at=... expires=...'",
+        )
+    )
+    notes: list[str] = []
+    try:
+        keys = parse_key_lines(text, True, notes)
+        checks.append(
+            Check(
+                "keys",
+                bool(keys),
+                f"{len(keys)} key(s)" + (f"; skipped: {notes[0]}" if notes else ""),
+                "list host keys",
+            )
+        )
+    except SshpinError as e:
+        checks.append(Check("keys", False, str(e), "one .pub line per key"))
+    if signing_keys:
+        allowed = [parse_line(line, SIGNING_KEY_TYPES) for line in signing_keys]
+        try:
+            signer = sshsig.verify(
+                sshsig.unarmor(sig.body.decode("ascii", "replace")), body.body, allowed
+            )
+            checks.append(Check("signature", True, f"by {signer.sha256()}"))
+        except SshpinError as e:
+            checks.append(
+                Check(
+                    "signature",
+                    False,
+                    str(e),
+                    "ssh-keygen -Y sign -n sshpin-hostkeys the exact file",
+                )
+            )
+    return checks
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

@@ -79,3 +79,31 @@ def test_capsul_ids() -> None:
         "capsul-" + "a" * 65,
     ):
         assert not is_capsul_id(bad)
+
+
+@pytest.mark.parametrize(
+    ("token", "host", "port"),
+    [("[h]:2222", "h", 2222), ("[::1]:22", "::1", 22), ("[a]:1", "a", 1),
+     ("[fe80::1%eth0]:65535", "fe80::1%eth0", 65535), ("H.Example", "h.example", None)],
+)  # fmt: skip
+def test_split_host_exact(token: str, host: str, port: int | None) -> None:
+    assert split_host(token) == (host, port)
+
+
+@pytest.mark.parametrize(
+    "token", ["[]:22", "[h]:", "[h]:0", "[h]:65536", "[h]:123456", "[h]22", "[h]:2x", "[h]:-1",
+              "h]:22", "[h]:٢٢", ".h", "-h", "h..x", "", "a" * 254],
+)  # fmt: skip
+def test_split_host_refuses_exactly(token: str) -> None:
+    with pytest.raises(UsageError):
+        split_host(token)
+
+
+def test_cidr_patterns_exact() -> None:
+    assert hosts_match(["10.0.0.0/8"], "10.1.2.3")
+    assert not hosts_match(["10.0.0.0/8"], "11.1.2.3")
+    assert hosts_match(["2001:db8::/32"], "2001:db8::5")
+    assert not hosts_match(["2001:db8::/32"], "10.0.0.1")
+    assert not hosts_match(["10.0.0.0/8"], "host.example")
+    assert hosts_match(["fe80::/10"], "fe80::1%eth0")  # the zone is not part of the address
+    assert not hosts_match(["10.0.0.0/8", "!10.0.0.5"], "10.0.0.5")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sshpin.core.keys import HostKey, parse_blob
 from sshpin.provider_side.refserver import ReferenceServer
 from sshpin.store.cachedir import ProviderCache
 from sshpin.store.entries import HostEntry
@@ -81,3 +84,59 @@ def test_entry_round_trip(tmp_path: Path, keys: Keys) -> None:
     store.write_host(entry)
     again = store.read_host("h.example")
     assert again is not None and again.to_text() == entry.to_text()
+
+
+def _key(seed: int) -> HostKey:
+    from tests.strategies import ed25519_blob
+
+    return parse_blob(ed25519_blob(bytes([seed]) * 32))
+
+
+def test_lines_are_exact_known_hosts_lines() -> None:
+    key, ca, gone = _key(1), _key(2), _key(3)
+    entry = HostEntry("h", "capsul-x", "capsul id", 1.0, [key], True, "src", [gone], cas=[ca])
+    assert entry.lines("[h]:2222") == [
+        f"[h]:2222 {key.openssh()}",
+        f"@cert-authority [h]:2222 {ca.openssh()}",
+        f"@revoked [h]:2222 {gone.openssh()}",
+    ]
+    assert entry.has(key.blob) and entry.has(None)
+    assert not entry.has(ca.blob) and not entry.has(gone.blob)
+
+
+def test_every_field_round_trips_with_values_that_are_not_the_defaults() -> None:
+    entry = HostEntry("h.example", "capsul-x", "dns", 1700000000.25, [_key(1)], True,
+                      "https://p/api/capsuls", [_key(3)], "198.51.100.7", cas=[_key(2)],
+                      expires=1700600000.5, trust="t0ken", generated=1699990000.75)  # fmt: skip
+    back = HostEntry.from_text(entry.to_text())
+    assert back is not None
+    for name in HostEntry.__slots__:
+        assert getattr(back, name) == getattr(entry, name), name
+    plain = HostEntry.from_text(HostEntry("h", "", "pin", 5.0, [_key(1)]).to_text())
+    assert plain is not None
+    defaults = (plain.address, plain.expires, plain.trust, plain.generated, plain.signed,
+                plain.source, plain.cas, plain.revoked)  # fmt: skip
+    assert defaults == ("", 0.0, "", 0.0, False, "", [], [])
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [lambda t: t.replace("sshpin-host 1", "sshpin-host 2"),  # wrong magic, right end
+     lambda t: t.removesuffix("end\n"),  # no end line
+     lambda t: "\n".join(t.split("\n")[:3]) + "\nend\n",  # too short
+     lambda t: t.replace("\nfetched ", "\nfetched x"),  # a number that is not one
+     lambda t: t.replace("\nhost ", "\nhots ")],  # a required field missing
+)  # fmt: skip
+def test_a_damaged_entry_is_a_miss(damage: Callable[[str], str]) -> None:
+    text = HostEntry("h", "capsul-x", "dns", 1.0, [_key(1)], True, "s").to_text()
+    assert HostEntry.from_text(text) is not None
+    assert HostEntry.from_text(damage(text)) is None
+
+
+def test_age_counts_a_future_fetch_as_old() -> None:
+    from sshpin.store.entries import FUTURE_SKEW, age
+
+    assert age(100.0, 100.0) == 0.0
+    assert age(40.0, 100.0) == 60.0
+    assert age(100.0 + FUTURE_SKEW - 1, 100.0) == 0.0  # a little clock skew: just fetched
+    assert age(100.0 + FUTURE_SKEW + 1, 100.0) == float("inf")  # the clock went back

@@ -56,8 +56,8 @@ def rows() -> list[tuple[Row, dict[str, Any]]]:
     for provider in _caching(cfg, root):
         for row in provider.rows():
             fetched = row.entry.fetched_at
-            fresh, stale = fetched + provider.cfg.ttl, fetched + provider.cfg.ttl
-            stale += provider.cfg.stale_if_error
+            fresh = fetched + provider.cfg.ttl
+            stale = fresh + provider.cfg.stale_if_error
             row.state = _state(fetched, fresh, stale, now)
             out.append((row, {"fresh_until": iso(fresh), "stale_until": iso(stale)}))
     for row in PinProvider().rows():

@@ -15,7 +15,7 @@ from sshpin.errors import NoKeysError, ProviderError, SshpinError, VerificationE
 from sshpin.providers.interface import Provider, Row, unknown_key
 from sshpin.providers.matching import resolve
 from sshpin.store.cachedir import ProviderCache
-from sshpin.store.entries import HostEntry, age, servable
+from sshpin.store.entries import HostEntry, fresh, servable
 from sshpin.trust.document import Document
 from sshpin.trust.obtain import Fetch, ago, obtain
 
@@ -85,14 +85,12 @@ class CapsulProvider(Provider):
                 return entry
             return derived
         now = time.time()
-        fresh = doc is not None and age(doc.fetched_at, now) < self.cfg.ttl
-        if fresh and doc is not None and doc.expires and now >= doc.expires:
-            fresh = False
-        if fresh and derived is not None and derived.has(want):
+        current = doc is not None and fresh(doc.fetched_at, doc.expires, self.cfg.ttl, now)
+        if current and derived is not None and derived.has(want):
             self._save(derived)
             return derived
         try:
-            doc = obtain(documents, self.store, self.cfg, mismatch=host if fresh else None)
+            doc = obtain(documents, self.store, self.cfg, mismatch=host if current else None)
             derived = self.derive(doc, host)
         except (ProviderError, VerificationError) as e:
             entry = self._cached_entry(host)  # no usable document: the entry may be in time

@@ -33,7 +33,7 @@ from sshpin.core.config import (
 from sshpin.errors import NoKeysError, SshpinError, VerificationError, log, say
 from sshpin.providers.interface import Provider, Row, unknown_key
 from sshpin.store.cachedir import ProviderCache
-from sshpin.store.entries import HostEntry, age
+from sshpin.store.entries import HostEntry, fresh
 from sshpin.store.history import history_record
 from sshpin.trust.obtain import Fetch, obtain
 
@@ -84,10 +84,11 @@ class UrlProvider(Provider):
         entry = files.read()
         if not fetch:
             return entry
-        fresh = entry is not None and age(entry.fetched_at, time.time()) < self.cfg.ttl
-        if fresh and entry is not None and entry.has(query.want):
+        now = time.time()
+        current = entry is not None and fresh(entry.fetched_at, entry.expires, self.cfg.ttl, now)
+        if current and entry is not None and entry.has(query.want):
             return entry
-        entry = obtain(files, self.store, self.cfg, mismatch=query.host if fresh else None)
+        entry = obtain(files, self.store, self.cfg, mismatch=query.host if current else None)
         if not entry.has(query.want):
             unknown_key(query, entry, self.name, "in its signed key file")
         return entry

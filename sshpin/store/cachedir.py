@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 
 from sshpin.core.files import atomic_write, ensure_dir, read_small
-from sshpin.store.entries import ENTRY_MAGIC, HostEntry, age
+from sshpin.store.entries import ENTRY_MAGIC, HostEntry, age, fresh
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (about 2 ms)
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ class ProviderCache:
             return MISS, None  # signatures are required now: unsigned keys are not good enough
         if trust is not None and entry.trust != trust:
             return MISS, None  # verified under another configuration: not evidence any more
-        if age(entry.fetched_at, now) >= ttl or (entry.expires and now >= entry.expires):
+        if not fresh(entry.fetched_at, entry.expires, ttl, now):
             return STALE, entry
         if not self._current(entry):
             return STALE, entry

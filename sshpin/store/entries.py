@@ -145,6 +145,11 @@ def age(fetched_at: float, now: float) -> float:
     return max(0.0, now - fetched_at)
 
 
+def fresh(fetched_at: float, expires: float, ttl: float, now: float) -> bool:
+    """Within ``ttl`` of its fetch and before its own ``expires``: served without a fetch."""
+    return servable(fetched_at, expires, ttl, 0.0, now)
+
+
 def servable(
     fetched_at: float, expires: float, ttl: float, stale_if_error: float, now: float
 ) -> bool:

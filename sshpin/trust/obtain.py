@@ -23,7 +23,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from sshpin.errors import ConfigError, ProviderError, VerificationError, log, say
-from sshpin.store.entries import age, servable
+from sshpin.store.entries import age, fresh, servable
 from sshpin.store.history import append_history
 
 if TYPE_CHECKING:
@@ -80,10 +80,12 @@ def obtain(
     falls back to the cache."""
     now = time.time()
     cached = what.read()
-    fresh = cached is not None and age(cached.fetched_at, now) < cfg.ttl
-    if fresh and cached is not None and cached.expires and now >= cached.expires:
-        fresh = False
-    if mismatch and cached is not None and not force and fresh:
+    if (
+        mismatch
+        and cached is not None
+        and not force
+        and fresh(cached.fetched_at, cached.expires, cfg.ttl, now)
+    ):
         if not store.mismatch_allowed(mismatch, now):
             log(mismatch, "refetch for an unknown key was done under 30 s ago; not again yet")
             return cached

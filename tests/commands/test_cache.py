@@ -199,9 +199,14 @@ while True:
 def test_history_survives_kill_9_mid_append(tmp_path: Path) -> None:
     root = tmp_path / "cache"
     root.mkdir(mode=0o700)
+    log = root / "history.log"
     for round_ in range(12):
+        size = log.stat().st_size if log.exists() else 0
         writer = subprocess.Popen([sys.executable, "-c", WRITER, str(root), f"w{round_}"])
-        time.sleep(0.15 + 0.02 * round_)
+        deadline = time.monotonic() + 30  # wait for the event (it is appending), not a guess
+        while (log.stat().st_size if log.exists() else 0) <= size and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.02 * round_)  # then kill it somewhere in its stream of appends
         writer.send_signal(signal.SIGKILL)
         writer.wait()
     lines = (root / "history.log").read_bytes().split(b"\n")

@@ -111,3 +111,21 @@ def test_ssh_refuses_a_swapped_file(bucket: Bucket, ssh: SSH, keys: Keys) -> Non
     ours = [line for line in done.stderr.splitlines() if line.startswith("sshpin:")]
     assert ours and all("refused as mix-and-match" in line for line in ours), done.stderr
     assert Path(ssh.known_hosts).read_text() == ""
+
+
+def test_a_cached_file_past_its_expires_is_not_served_within_ttl(
+    bucket: Bucket, pin: Pin, keys: Keys
+) -> None:
+    from sshpin.store.cachedir import ProviderCache
+
+    bucket.publish(HOST, key_file(keys.pub(keys.host)))
+    assert hook(pin, keys)[0]
+    store = ProviderCache(str(pin.cache), "ops-bucket")
+    entry = store.read_host(HOST)
+    assert entry is not None
+    entry.expires = time.time() - 1  # its signed statement ran out; the fetch is minutes old
+    store.write_host(entry)
+    bucket.provider.stop()  # and the bucket cannot be reached for a newer one
+    out, err = hook(pin, keys)
+    assert out == ""
+    assert "freeze" in err and err.count("\n") == 1, err

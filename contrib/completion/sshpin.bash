@@ -35,7 +35,8 @@ _sshpin() {
         word=${COMP_WORDS[i]}
         if [[ -n $skip ]]; then
             skip=
-        elif [[ $word == --provider || $word == --api-url || $word == --ssh-config ]]; then
+        elif [[ $word == --provider || $word == --api-url || $word == --ssh-config ||
+            $word == -o || $word == --output || $word == --watch ]]; then
             skip=1
         elif [[ $word == -* ]]; then
             :
@@ -50,7 +51,7 @@ _sshpin() {
     [[ $cmd == ssh ]] && { _sshpin_names hosts "$cur"; return 0; }
 
     case $prev in
-    --ssh-config)
+    --ssh-config | -o | --output)
         local IFS=$'\n'
         COMPREPLY=($(compgen -f -- "$cur"))
         compopt -o filenames 2>/dev/null
@@ -73,7 +74,7 @@ _sshpin() {
             _sshpin_words "-h --help --version -v --verbose" "$cur"
         else
             _sshpin_words "known-hosts ssh proxy setup doctor login logout cache pin unpin
-                fingerprints demo" "$cur"
+                fingerprints export demo" "$cur"
         fi
         return 0
         ;;
@@ -89,6 +90,14 @@ _sshpin() {
                 _sshpin_names hosts "$cur"
             fi
         fi
+        ;;
+    export)
+        options+=" --all -o --output --watch"
+        [[ $prev == --watch || $cur == -* ]] || _sshpin_names hosts "$cur"
+        ;;
+    export)
+        options+=" --all -o --output --watch"
+        [[ $prev == --watch || $cur == -* ]] || _sshpin_names hosts "$cur"
         ;;
     known-hosts)
         ((positional == 0)) && _sshpin_words "ORDER HOSTNAME ADDRESS" "$cur"

@@ -338,6 +338,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_publish)
 
     p = sub.add_parser(
+        "export",
+        help="write a known_hosts file for HOST... (or every cached host) for other clients",
+        description="Writes FILE atomically with the known_hosts lines sshpin vouches for "
+        "(keys, @cert-authority and @revoked lines), for clients that read a file instead of "
+        "running the hook. Every run rewrites it whole: lines the cache no longer vouches for "
+        "are dropped. Run it from a timer, or with --watch.",
+    )
+    p.add_argument("hosts", metavar="HOST", nargs="*", help="host or [host]:port, as ssh writes it")
+    p.add_argument("--all", action="store_true", help="every cached host and pin")
+    p.add_argument("-o", "--output", metavar="FILE", required=True, help="the file to write")
+    p.add_argument(
+        "--watch",
+        metavar="SECONDS",
+        type=float,
+        help="keep running: rewrite every SECONDS (sooner when a line's limit comes first)",
+    )
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser(
         "demo",
         help="show sshpin at work on a throwaway sshd and a built-in local provider",
         description="Starts the reference capsul provider and a throwaway sshd on 127.0.0.1, "
@@ -366,6 +385,12 @@ def _cmd_publish(ns: argparse.Namespace) -> int:
 
     return cmd_publish(ns.keys_dir, ns.inventory, ns.account, ns.api_url, ns.out, ns.sign_key,
                        ns.days)  # fmt: skip
+
+
+def _cmd_export(ns: argparse.Namespace) -> int:
+    from sshpin.commands.export import cmd_export
+
+    return cmd_export(ns.hosts, ns.all, ns.output, ns.watch, sys.stdout)
 
 
 def _cmd_demo(ns: argparse.Namespace) -> int:

@@ -35,13 +35,14 @@ _sshpin() {
         word=${COMP_WORDS[i]}
         if [[ -n $skip ]]; then
             skip=
-        elif [[ $word == --provider || $word == --api-url || $word == --ssh-config ]]; then
+        elif [[ $word == --provider || $word == --api-url || $word == --ssh-config ||
+            $word == -o || $word == --output || $word == --watch ]]; then
             skip=1
         elif [[ $word == -* ]]; then
             :
         elif [[ -z $cmd ]]; then
             cmd=$word
-        elif [[ $cmd == cache && -z $action ]]; then
+        elif [[ ($cmd == cache || $cmd == provider) && -z $action ]]; then
             action=$word
         else
             ((positional++))
@@ -50,7 +51,7 @@ _sshpin() {
     [[ $cmd == ssh ]] && { _sshpin_names hosts "$cur"; return 0; }
 
     case $prev in
-    --ssh-config)
+    --ssh-config | -o | --output)
         local IFS=$'\n'
         COMPREPLY=($(compgen -f -- "$cur"))
         compopt -o filenames 2>/dev/null
@@ -73,7 +74,7 @@ _sshpin() {
             _sshpin_words "-h --help --version -v --verbose" "$cur"
         else
             _sshpin_words "known-hosts ssh proxy setup doctor login logout cache pin unpin
-                fingerprints demo" "$cur"
+                fingerprints export provider publish demo" "$cur"
         fi
         return 0
         ;;
@@ -90,6 +91,18 @@ _sshpin() {
             fi
         fi
         ;;
+    export)
+        options+=" --all -o --output --watch"
+        [[ $prev == --watch || $cur == -* ]] || _sshpin_names hosts "$cur"
+        ;;
+    provider)
+        if [[ -z $action ]]; then
+            [[ $cur == -* ]] || _sshpin_words "check" "$cur"
+        else
+            options+=" --url --signing-key --signing-key-file --ca-bundle --public --json"
+        fi
+        ;;
+    publish) options+=" --keys-dir --inventory --account --api-url --out --sign-key --days" ;;
     known-hosts)
         ((positional == 0)) && _sshpin_words "ORDER HOSTNAME ADDRESS" "$cur"
         ((positional == 1)) && _sshpin_names hosts "$cur"

@@ -29,6 +29,9 @@ from sshpin.core.names import Query, is_capsul_id, valid_host
 from sshpin.errors import NoKeysError, ProviderError, SshpinError, UsageError, say
 from sshpin.lookup import lookup
 from sshpin.providers import load_config, provider_for
+from sshpin.store.knownhosts import host_field as _host_field
+from sshpin.store.knownhosts import in_time as _in_time
+from sshpin.store.knownhosts import vouched_lines
 from sshpin.store.locks import FetchLock
 
 CONNECT_TIMEOUT = 10.0
@@ -69,14 +72,7 @@ def target(host: str, port: int) -> tuple[str, list[str]]:
             raise e.prefixed(f"proxy {host}") from None
         say(token, str(e), e.hint)
         return host, []
-    lines = answer.pin.lines(token) if answer.pin else []  # pins are the user's: no limit
-    entry = answer.entry
-    if entry is not None and provider is not None:
-        until = entry.fetched_at + provider.ttl + provider.stale_if_error
-        if entry.expires:
-            until = min(until, entry.expires)
-        limit = f" {UNTIL}{int(until)}"
-        lines += [line + limit for line in entry.lines(token) if line not in lines]
+    lines = vouched_lines(token, answer.pin, answer.entry, provider)  # pins: no limit
     if not named:
         return host, lines
     if answer.entry is None or not answer.entry.address:
@@ -97,27 +93,6 @@ def record(token: str, lines: list[str], now: float | None = None) -> None:
         new = "".join(line + "\n" for line in keep + lines)
         if raw is None or new.encode() != raw:
             atomic_write(path, new.encode())
-
-
-UNTIL = "sshpin-until="
-
-
-def _in_time(line: str, now: float) -> bool:
-    """Is a managed line within its limit? Lines without one (pins, older sshpin) stay."""
-    last = line.rsplit(" ", 1)[-1]
-    if not last.startswith(UNTIL):
-        return True
-    try:
-        return now < int(last[len(UNTIL) :])
-    except ValueError:
-        return False
-
-
-def _host_field(line: str) -> str:
-    fields = line.split()
-    if fields and fields[0].startswith("@"):
-        fields = fields[1:]
-    return fields[0] if fields else ""
 
 
 def connect(address: str, port: int) -> socket.socket:

@@ -45,6 +45,8 @@ class CapsulAPI:
         self.revoked: list[dict[str, str]] = []  # top-level revoked_keys entries
         self.signing_key: Any = None  # a cryptography private key: sign every body
         self.chain: list[dict[str, str]] = []  # signing-key statements (GET .../signing-keys)
+        self.changed_at = time.time()  # generated_at: when the listing last changed, as a real
+        # provider's document is stable (and its ETag too) until its data changes
         self.require_token = True  # False: a broken provider that lists for anyone
         self.honour_etag = True  # False: a broken provider that ignores If-None-Match
         self.signature_override: str | None = None  # a Sshpin-Signature header to send
@@ -68,15 +70,18 @@ class CapsulAPI:
             "ssh_host_keys": [host_key_entry(line) for line in pub_lines],
         }
         with self.lock:
+            self.changed_at = time.time()
             self.capsuls = [c for c in self.capsuls if c.get("id") != capsul_id] + [entry]
         return entry
 
     def add_raw(self, entry: dict[str, Any]) -> None:
         with self.lock:
+            self.changed_at = time.time()
             self.capsuls.append(entry)
 
     def set_keys(self, capsul_id: str, pub_lines: list[str]) -> None:
         with self.lock:
+            self.changed_at = time.time()
             for c in self.capsuls:
                 if c.get("id") == capsul_id:
                     c["ssh_host_keys"] = [host_key_entry(line) for line in pub_lines]
@@ -106,7 +111,7 @@ class CapsulAPI:
 
     def body(self) -> bytes:
         with self.lock:
-            generated = self.generated_at or _iso(time.time())
+            generated = self.generated_at or _iso(self.changed_at)
             doc: dict[str, Any] = {"account": self.account}
             if self.bound and self.api_url:
                 doc["api"] = self.api_url
@@ -123,6 +128,7 @@ class CapsulAPI:
 
     def revoke(self, pub_lines: list[str]) -> None:
         with self.lock:
+            self.changed_at = time.time()
             self.revoked = [host_key_entry(line) for line in pub_lines]
 
     def count(self) -> int:

@@ -43,7 +43,7 @@ def check(pin: Pin, *args: str) -> tuple[int, dict[str, dict[str, object]]]:
 
 def test_the_reference_server_passes(pin: Pin, provider: ReferenceServer, signed: str) -> None:
     status, checks = check(pin, provider.api_url, "--signing-key-file", signed)
-    assert status == 0, checks
+    assert status == 0, {name: c for name, c in checks.items() if not c["ok"]}
     assert {"auth", "fetch", "content-type", "size", "schema", "keys", "generated_at",
             "binding", "signature", "etag", "?host=", "paging", "time"} <= set(checks)  # fmt: skip
     assert "valid" in str(checks["schema"]["detail"])
@@ -133,7 +133,7 @@ def test_publish_output_on_a_static_server_passes(
     assert done.returncode == 0, done.stderr
     status, checks = check(pin, "--url", f"{api}/hostkeys/{{host}}.pub", "capsul-s1",
                            "--signing-key-file", str(tmp_path / "ops.pub"))  # fmt: skip
-    assert status == 0, checks
+    assert status == 0, {name: c for name, c in checks.items() if not c["ok"]}
     status, checks = check(pin, api, "--public", "--signing-key-file", str(tmp_path / "ops.pub"))
     failed = {name for name, c in checks.items() if not c["ok"]}
     # a static server cannot answer 304 or ?host=, nor send the Sshpin-Signature header

@@ -23,6 +23,10 @@ if __name__ == "__main__":
     # Appended, not prepended: the standard library keeps precedence over anything else
     # that directory holds (an old backport named like a stdlib module, say).
     sys.path.append(__file__.rpartition("/")[0].rpartition("/")[0] or "/")
+    if sys.argv[1:2] == ["known-hosts"] and sys.argv[2:3] not in (["-h"], ["--help"]):
+        from sshpin.hook import main as hook  # every ssh connection: not even the cli module
+
+        sys.exit(hook(sys.argv[2:]))
     from sshpin.cli import main
 
     sys.exit(main())

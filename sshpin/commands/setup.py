@@ -27,6 +27,7 @@ import sysconfig
 from sshpin.core.config import ProviderConfig, config_dir, config_path, parse_document, parse_file
 from sshpin.core.files import atomic_write
 from sshpin.errors import ConfigError, UsageError
+from sshpin.errors import say as warn
 from sshpin.providers import validate_table
 
 HOOK_ARGS = "known-hosts %I %H %t %K"
@@ -183,7 +184,15 @@ def current_snippet(legacy: bool | None = None) -> tuple[str, str]:
         legacy = existing is not None and LEGACY_MARK in existing
     path = config_path()
     providers = parse_file(path, validate_table) if os.path.exists(path) else []
-    pinned = pins.hosts()
+    skipped: list[str] = []
+    pinned = pins.hosts(skipped)  # only names valid as hosts reach the ssh config
+    if skipped:
+        warn(
+            "setup",
+            f"pins dir {pins.pins_dir()}: {len(skipped)} file(s) not named as a host, left out "
+            f"of the ssh config: {', '.join(skipped[:5])}",
+            f"remove them from {pins.pins_dir()}",
+        )
     if not providers and not pinned:
         raise ConfigError(
             f"setup: no provider in {path} and no pin: run "

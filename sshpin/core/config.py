@@ -17,6 +17,7 @@ import marshal
 import os
 import stat
 
+from sshpin.core.files import check_file_safe as check_file_safe  # re-exported
 from sshpin.errors import ConfigError
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (about 2 ms)
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
     Validate = Callable[[dict[str, Any]], dict[str, Any]]
 
+BASE_KEY = "\0dir"  # passed to validate with each table: its config file's directory
 COMMON_KEYS = frozenset({"name", "type", "hosts"})
 DEFAULTS: dict[str, Any] = {
     "aliases": {},
@@ -37,7 +39,9 @@ DEFAULTS: dict[str, Any] = {
     "ca_key_files": [],
     "revoked_keys": [],
 }
-COMPILED_VERSION = 3  # 3: providers carry their trust context
+COMPILED_VERSION = 4  # 3: providers carry their trust context; 4: paths resolved
+MAX_CONFIG = 1 << 20
+MAX_COMPILED = 4 << 20
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -97,8 +101,16 @@ def _home() -> str:
     return os.path.expanduser("~")
 
 
+def _absolute_env(name: str) -> str:
+    """An environment variable naming a directory or file: used only when absolute. A relative
+    value would be resolved against ssh's working directory (a cloned repository, say), so it
+    is ignored, as the XDG Base Directory spec says of relative ``XDG_*`` values."""
+    value = os.environ.get(name, "")
+    return value if value.startswith("/") else ""
+
+
 def config_path() -> str:
-    explicit = os.environ.get("SSHPIN_CONFIG")
+    explicit = _absolute_env("SSHPIN_CONFIG")
     if explicit:
         return explicit
     return os.path.join(config_dir(), "config.toml")
@@ -106,19 +118,33 @@ def config_path() -> str:
 
 def config_dir() -> str:
     """Where user data lives (config, pins): never evicted like the cache."""
-    explicit = os.environ.get("SSHPIN_CONFIG")
+    explicit = _absolute_env("SSHPIN_CONFIG")
     if explicit:
-        return os.path.dirname(os.path.abspath(explicit))
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(_home(), ".config")
+        return os.path.dirname(explicit)
+    base = _absolute_env("XDG_CONFIG_HOME") or os.path.join(_home(), ".config")
     return os.path.join(base, "sshpin")
 
 
 def cache_dir() -> str:
-    explicit = os.environ.get("SSHPIN_CACHE_DIR")
+    explicit = _absolute_env("SSHPIN_CACHE_DIR")
     if explicit:
         return explicit
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(_home(), ".cache")
+    base = _absolute_env("XDG_CACHE_HOME") or os.path.join(_home(), ".cache")
     return os.path.join(base, "sshpin")
+
+
+def local_path(value: str, key: str, base: str) -> str:
+    """A path given in the config: ``~`` expanded; a relative one is taken from ``base``, the
+    config file's own directory, never from the working directory (ssh runs the hook from
+    wherever the user stands)."""
+    if not value:
+        return ""
+    path = os.path.expanduser(value)
+    if not path.startswith("/"):
+        if not base.startswith("/"):
+            raise ValueError(f"{key}: {value!r} is relative: give an absolute path or ~/...")
+        path = os.path.join(base, path)
+    return os.path.normpath(path)
 
 
 def parse_duration(text: object, key: str) -> int:
@@ -140,22 +166,13 @@ def parse_duration(text: object, key: str) -> int:
     return total
 
 
-def check_file_safe(path: str, st: os.stat_result, what: str) -> None:
-    """As ssh's StrictModes: refuse a file others may write (they could reroute trust)."""
-    uid = os.geteuid()
-    if st.st_uid not in (uid, 0):
-        raise ConfigError(f"{what} {path}: owned by uid {st.st_uid}, not by you: refusing it")
-    if st.st_mode & 0o022:
-        raise ConfigError(
-            f"{what} {path}: writable by group or others: refusing it (fix: chmod go-w {path})"
-        )
-
-
 def load(validate: Validate, path: str | None = None, cache: str | None = None) -> Config | None:
     """The configuration, or None when no config file exists (every host is unmanaged).
 
     ``validate`` checks one ``[[provider]]`` table and returns its plain-data form (the
     providers registry's ``validate_table``); it runs only when the file changed."""
+    from sshpin.core.files import check_dir_safe
+
     path = path or config_path()
     try:
         st = os.stat(path)
@@ -164,8 +181,9 @@ def load(validate: Validate, path: str | None = None, cache: str | None = None) 
     except OSError as e:
         raise ConfigError(f"cannot read config {path}: {e.strerror}") from e
     if not stat.S_ISREG(st.st_mode):
-        raise ConfigError(f"config {path}: not a regular file")
+        raise ConfigError(f"config {path}: not a regular file: refusing it")
     check_file_safe(path, st, "config")
+    check_dir_safe(os.path.dirname(os.path.abspath(path)), "config dir")
     identity = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     compiled = os.path.join(cache, "config.marshal") if cache else None
     if compiled:
@@ -179,9 +197,13 @@ def load(validate: Validate, path: str | None = None, cache: str | None = None) 
 
 
 def _load_compiled(compiled: str, identity: tuple[Any, ...]) -> list[dict[str, Any]] | None:
+    from sshpin.core.files import read_small
+
+    raw = read_small(compiled, limit=MAX_COMPILED)  # a FIFO or a link there is a miss
+    if raw is None:
+        return None
     try:
-        with open(compiled, "rb") as f:
-            blob = marshal.load(f)  # noqa: S302 - our own file, in the owner-only cache dir
+        blob = marshal.loads(raw)  # noqa: S302 - our own file, in the owner-only cache dir
         if (
             isinstance(blob, tuple)
             and len(blob) == 3
@@ -191,7 +213,7 @@ def _load_compiled(compiled: str, identity: tuple[Any, ...]) -> list[dict[str, A
             and all(isinstance(p, dict) and "name" in p and "hosts" in p for p in blob[2])
         ):
             return blob[2]
-    except (OSError, EOFError, ValueError, TypeError):
+    except (EOFError, ValueError, TypeError):
         pass
     return None
 
@@ -208,9 +230,10 @@ def _store_compiled(compiled: str, identity: tuple[Any, ...], data: list[dict[st
 def parse_file(path: str, validate: Validate) -> list[ProviderConfig]:
     import tomllib
 
+    from sshpin.core.files import read_trusted
+
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw, _ = read_trusted(path, "config", MAX_CONFIG)
         doc = tomllib.loads(raw.decode("utf-8"))
     except OSError as e:
         raise ConfigError(f"cannot read config {path}: {e.strerror}") from e
@@ -218,12 +241,14 @@ def parse_file(path: str, validate: Validate) -> list[ProviderConfig]:
         raise ConfigError(f"config {path}: not UTF-8 text") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config {path}: {e}") from e
-    return parse_document(doc, validate, path)
+    return parse_document(doc, validate, path, os.path.dirname(os.path.abspath(path)))
 
 
 def parse_document(
-    doc: dict[str, Any], validate: Validate, path: str = "config"
+    doc: dict[str, Any], validate: Validate, path: str = "config", base: str = ""
 ) -> list[ProviderConfig]:
+    """The provider tables of a parsed config. ``base``: the config file's directory, against
+    which relative paths in it are resolved (none given: relative paths are refused)."""
     for key in doc:
         if key != "provider":
             raise ConfigError(f"{path}: unknown key {key!r} (expected [[provider]] tables)")
@@ -238,7 +263,7 @@ def parse_document(
         if isinstance(table.get("name"), str):
             where = f"{path}: provider {table['name']!r}"
         try:
-            providers.append(ProviderConfig(validate(table)))
+            providers.append(ProviderConfig(validate({**table, BASE_KEY: base})))
         except ValueError as e:
             raise ConfigError(f"{where}: {e}") from e
     names = [p.name for p in providers]
@@ -257,6 +282,16 @@ def string(table: dict[str, Any], key: str, default: str | None = None) -> str:
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise ValueError(f"{key}: control characters are not allowed")
     return value
+
+
+def path_value(table: dict[str, Any], key: str) -> str:
+    """A path-valued key: see ``local_path``."""
+    return local_path(string(table, key, ""), key, str(table.get(BASE_KEY, "")))
+
+
+def path_list(table: dict[str, Any], key: str) -> list[str]:
+    base = str(table.get(BASE_KEY, ""))
+    return [local_path(v, key, base) for v in string_list(table, key) if v]
 
 
 def string_list(table: dict[str, Any], key: str) -> list[str]:
@@ -298,7 +333,7 @@ def validate_common(table: dict[str, Any], types: Collection[str]) -> dict[str, 
 
 def check_keys(table: dict[str, Any], allowed: Container[str], kind: str) -> None:
     for key in table:
-        if key not in COMMON_KEYS and key not in allowed:
+        if key not in COMMON_KEYS and key not in allowed and key != BASE_KEY:
             raise ValueError(f"unknown key {key!r} for a provider of type {kind!r}")
 
 

@@ -218,6 +218,8 @@ def parse_blob(blob: bytes, types: frozenset[str] = KEY_TYPES) -> HostKey:
                 )
             if n.bit_length() > RSA_MAX_BITS or not n & 1:
                 raise ValueError("bad RSA modulus")
+            if exponent >= n:
+                raise ValueError("RSA public exponent is not smaller than the modulus")
         else:
             curve, size, p, b = ECDSA_CURVES[
                 "ecdsa-sha2-nistp256" if key_type == SK_ECDSA else key_type

@@ -127,3 +127,56 @@ class Query:
         self.host, self.port = split_host(token)
         self.token = token
         self.want = want
+
+
+def _probes() -> list[str]:
+    """Names and addresses unrelated to any real configuration: single- and multi-label names
+    of random letters and digits, and global IPv4 and IPv6 addresses spread over the address
+    space. Derived from a fixed seed, so a configuration is judged the same way every time."""
+    import hashlib
+    import ipaddress
+
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    out: list[str] = []
+    for i in range(48):
+        digest = hashlib.sha256(b"sshpin-scope-probe-%d" % i).digest()
+        word = "".join(alphabet[b % 36] for b in digest[:24])
+        if i % 3 == 0:
+            out.append("q" + word[:11])
+        elif i % 3 == 1:
+            out.append(f"q{word[:7]}.q{word[7:15]}.q{word[15:19]}")
+        else:
+            out.append(f"q{word[:5]}-{word[5:9]}.q{word[9:13]}")
+        v4 = ipaddress.IPv4Address(bytes([(i * 16 + 1) % 224 or 1, *digest[24:27]]))
+        if v4.is_global:
+            out.append(str(v4))
+        v6 = ipaddress.IPv6Address(b"\x20" + bytes([digest[27] | 1]) + digest[:14])
+        if v6.is_global:
+            out.append(str(v6))
+    return out
+
+
+def too_broad(patterns: list[str]) -> str | None:
+    """Why ``patterns`` (a ``hosts`` list) covers every host, or None when it does not.
+
+    Decided by what the list matches, not by how it is spelled: a positive pattern made only of
+    ``*``, ``?`` and dots, a ``/0`` network, or a list that matches any of a set of unrelated
+    random names and addresses (``**``, ``?*``, ``0.0.0.0/1`` with ``128.0.0.0/1``, ``!x``
+    with ``*``...) is too broad."""
+    import ipaddress
+
+    for raw in patterns:
+        if raw.startswith("!"):
+            continue
+        if "/" in raw:
+            try:
+                if ipaddress.ip_network(raw, strict=False).prefixlen == 0:
+                    return f"{raw!r} is every address"
+            except ValueError:
+                continue
+        elif "*" in raw and set(raw) <= {"*", "?", "."}:
+            return f"{raw!r} matches every name"
+    for probe in _probes():
+        if hosts_match(patterns, probe):
+            return f"it matches unrelated hosts such as {probe}"
+    return None

@@ -10,7 +10,15 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from sshpin.core.config import flag, freshness, https_url, key_lines, string, trust_context
+from sshpin.core.config import (
+    flag,
+    freshness,
+    https_url,
+    key_lines,
+    path_value,
+    string,
+    trust_context,
+)
 from sshpin.errors import NoKeysError, ProviderError, SshpinError, VerificationError, log, say
 from sshpin.providers.interface import Provider, Row, unknown_key
 from sshpin.providers.matching import resolve
@@ -47,8 +55,7 @@ class CapsulProvider(Provider):
 
         freshness(table, out)
         out["signing_keys"] = key_lines(_list(table, "signing_keys"))
-        ca_bundle = string(table, "ca_bundle", "")
-        out["ca_bundle"] = _expand(ca_bundle)
+        out["ca_bundle"] = path_value(table, "ca_bundle")
         out["api_url"] = https_url(string(table, "api_url"), "api_url").rstrip("/")
         aliases = table.get("aliases", {})
         if not isinstance(aliases, dict):
@@ -499,12 +506,6 @@ def _list(table: dict[str, Any], key: str) -> list[str]:
     from sshpin.core.config import string_list
 
     return string_list(table, key)
-
-
-def _expand(path: str) -> str:
-    import os
-
-    return os.path.expanduser(path) if path else ""
 
 
 def _iso(ts: float) -> str:

@@ -8,11 +8,12 @@ others could have written them.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
-from sshpin.core.config import check_file_safe, key_lines, string_list
+from sshpin.core.config import key_lines, path_list, string_list
+from sshpin.core.files import read_trusted
 from sshpin.core.keys import SIGNING_KEY_TYPES, HostKey, parse_key_lines, parse_line
+from sshpin.core.names import too_broad
 from sshpin.errors import ConfigError, VerificationError, log
 from sshpin.providers.interface import Provider
 from sshpin.store.entries import HostEntry
@@ -30,10 +31,14 @@ class CertAuthorityProvider(Provider):
 
     @staticmethod
     def validate(table: dict[str, Any], out: dict[str, Any]) -> None:
-        if any(p.strip("!") in ("*", "*.*") for p in out["hosts"]):
-            raise ValueError("hosts: a certificate authority may not vouch for every host ('*')")
+        broad = too_broad(out["hosts"])
+        if broad:
+            raise ValueError(
+                f"hosts: a certificate authority may not vouch for every host ({broad}); "
+                "name the hosts or domains it signs for"
+            )
         ca_keys = string_list(table, "ca_keys")
-        files = [os.path.expanduser(f) for f in string_list(table, "ca_key_files")]
+        files = path_list(table, "ca_key_files")
         out["ca_keys"] = key_lines(ca_keys)
         out["revoked_keys"] = key_lines(string_list(table, "revoked_keys"))
         out["ca_key_files"] = files
@@ -78,12 +83,14 @@ class CertAuthorityProvider(Provider):
         return f"{count} CA key(s) read{skipped}"
 
     def _read(self, path: str) -> str:
-        """A CA key file, refused (like the config) if others could have written it."""
+        """A CA key file, refused (like the config) if others could have written it, if it is
+        not a regular file (a FIFO never blocks: opened non-blocking) or is too large."""
         try:
-            with open(path, "rb") as f:
-                check_file_safe(path, os.fstat(f.fileno()), "CA key file")
-                return f.read(MAX_CA_FILE).decode("utf-8", "replace")
+            raw, _ = read_trusted(path, "CA key file", MAX_CA_FILE)
+        except ConfigError as e:
+            raise e.prefixed(f"provider {self.name!r}") from None
         except OSError as e:
             raise ConfigError(
                 f"provider {self.name!r}: cannot read CA key file {path}: {e.strerror}"
             ) from None
+        return raw.decode("utf-8", "replace")

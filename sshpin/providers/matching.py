@@ -13,6 +13,8 @@ from sshpin.errors import NoKeysError
 if TYPE_CHECKING:
     from sshpin.trust.document import Capsul, Document
 
+DNS_TIMEOUT = 5.0  # glibc's own retries can take far longer, or never end with a mute resolver
+
 
 def resolve(
     doc: Document, host: str, aliases: dict[str, str], resolve_dns: bool
@@ -34,8 +36,15 @@ def resolve(
         return None
     import socket
 
+    from sshpin.core.bounded import TimedOut, call
+
     try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        infos = call(lambda: socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP), DNS_TIMEOUT)
+    except TimedOut:
+        raise NoKeysError(
+            f"cannot resolve {host} (no answer within {DNS_TIMEOUT:g} s): DNS is needed to "
+            "match it to a capsul"
+        ) from None
     except socket.gaierror as e:
         if e.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)):
             return None  # the name does not exist: no capsul is known by it

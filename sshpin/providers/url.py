@@ -26,6 +26,7 @@ from sshpin.core.config import (
     freshness,
     https_url,
     key_lines,
+    path_value,
     string,
     string_list,
     trust_context,
@@ -59,12 +60,9 @@ class UrlProvider(Provider):
 
     @staticmethod
     def validate(table: dict[str, Any], out: dict[str, Any]) -> None:
-        import os
-
         freshness(table, out)
         out["signing_keys"] = key_lines(string_list(table, "signing_keys"))
-        ca_bundle = string(table, "ca_bundle", "")
-        out["ca_bundle"] = os.path.expanduser(ca_bundle) if ca_bundle else ""
+        out["ca_bundle"] = path_value(table, "ca_bundle")
         url = https_url(string(table, "url"), "url")
         if "{host}" not in url:
             raise ValueError("url: must contain {host}")

@@ -15,6 +15,7 @@ import time
 from sshpin.core.config import config_dir
 from sshpin.core.files import atomic_write, ensure_dir, read_small
 from sshpin.core.keys import HostKey, parse_key_lines
+from sshpin.core.names import valid_host
 from sshpin.errors import ConfigError, UsageError, VerificationError
 from sshpin.store.entries import HostEntry
 
@@ -39,15 +40,8 @@ def read(host: str) -> HostEntry | None:
     raw = read_small(_path(host))
     if raw is None:
         return None
-    try:
-        st = os.lstat(pins_dir())
-    except OSError:
+    if not check_dir():
         return None
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
-        raise ConfigError(
-            f"pins dir {pins_dir()}: writable by others or not yours: its pins are not used "
-            f"(fix: chmod 700 {pins_dir()})"
-        )
     entry = HostEntry.from_text(raw.decode("utf-8", "replace"))
     if entry is None or entry.host != host or entry.rule != RULE or not entry.keys:
         raise ConfigError(f"pin file {_path(host)} is damaged: fix or remove it (sshpin unpin)")
@@ -70,7 +64,53 @@ def parse_pasted(text: str, host: str, notes: list[str] | None = None) -> list[H
         raise UsageError(f"pin {host}: no key on standard input (paste .pub or known_hosts lines)")
     if notes is not None:
         notes += [f"pin {host}: {note}" for note in found]
+        notes += [f"pin {host}: {note}" for note in other_names(text, host)]
     return keys
+
+
+def _name(field: str) -> str:
+    """A known_hosts host field's name as pins are kept: ``[h]:22`` is ``h``, other ports
+    stay in brackets (a pin is per host name, ssh's port 22)."""
+    if field.startswith("[") and field.endswith("]:22"):
+        return field[1:-4].lower()
+    return field.lower()
+
+
+def other_names(text: str, host: str) -> list[str]:
+    """Notes naming what known_hosts lines say beyond ``host``: the other names on a line
+    (``a,b,[c]:22 type key``), a hashed name, or a line for another host altogether. Only
+    ``host`` is pinned: a pin for another name needs its own ``sshpin pin NAME``."""
+    from sshpin.core.keys import parse_key_line
+    from sshpin.errors import SshpinError
+
+    notes = []
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        try:
+            fields = parse_key_line(stripped).hosts
+        except SshpinError:
+            continue
+        if not fields:
+            continue  # .pub form: names no host
+        names = [_name(f) for f in fields.split(",") if f]
+        ignored = [n for n in names if n != host]
+        if not ignored:
+            continue
+        shown = ", ".join(ascii(n)[1:-1][:60] for n in ignored[:8])
+        more = f" and {len(ignored) - 8} more" if len(ignored) > 8 else ""
+        if host in names:
+            notes.append(
+                f"line {number} also names {shown}{more}: not pinned for "
+                f"{'it' if len(ignored) == 1 else 'them'} (pin each with 'sshpin pin NAME')"
+            )
+        else:
+            notes.append(
+                f"line {number} is for {shown}{more}, not {host}: its key is pinned for {host} "
+                "only, as asked"
+            )
+    return notes
 
 
 def _backup(host: str) -> str | None:
@@ -115,9 +155,46 @@ def remove(host: str) -> str | None:
     return backup
 
 
-def hosts() -> list[str]:
+def check_dir() -> bool:
+    """False when the pins dir does not exist; ConfigError when it is not a private directory
+    of ours (another user able to write there could plant keys, or, through a file's name,
+    lines in the ssh config ``setup`` writes)."""
+    directory = pins_dir()
+    try:
+        st = os.lstat(directory)
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        raise ConfigError(f"pins dir {directory}: {e.strerror or e}") from None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise ConfigError(
+            f"pins dir {directory}: writable by others or not yours: its pins are not used",
+            f"chmod 700 {directory}",
+        )
+    return True
+
+
+def valid_name(name: str) -> bool:
+    """A pin file's name is a host as the hook looks it up: lower case, no port, and nothing
+    ssh_config or a file name could read another way (``valid_host``'s characters only)."""
+    return valid_host(name) and name == name.lower() and not name.startswith(".")
+
+
+def hosts(skipped: list[str] | None = None) -> list[str]:
+    """The pinned hosts: the names in the pins dir that are valid host names (others are
+    added to ``skipped``, shown with ascii()); ConfigError if others may write the dir."""
+    if not check_dir():
+        return []
     try:
         names = os.listdir(pins_dir())
     except OSError:
         return []
-    return sorted(n for n in names if not n.startswith("."))
+    out = []
+    for name in sorted(names):
+        if name.startswith("."):
+            continue
+        if valid_name(name):
+            out.append(name)
+        elif skipped is not None:
+            skipped.append(ascii(name)[1:-1])
+    return out

@@ -15,6 +15,7 @@ from sshpin.errors import AuthError, ConfigError
 
 KEYRING_SERVICE = "sshpin"
 TOKEN_COMMAND_TIMEOUT = 10.0
+KEYRING_TIMEOUT = 5.0  # a backend waiting on a D-Bus service that never answers
 
 
 def env_name(provider: str) -> str:
@@ -54,23 +55,47 @@ def _run_token_command(provider: str, command: str) -> str:
     if not argv:
         raise ConfigError(f"provider {provider!r}: token_command is empty")
     try:
-        done = subprocess.run(
-            argv,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=TOKEN_COMMAND_TIMEOUT,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise AuthError(f"provider {provider!r}: token_command {argv[0]!r} failed: {e}") from None
-    if done.returncode != 0:
+        returncode, stdout = _run_bounded(argv)
+    except subprocess.TimeoutExpired:
         raise AuthError(
-            f"provider {provider!r}: token_command {argv[0]!r} exited with {done.returncode}"
+            f"provider {provider!r}: token_command {argv[0]!r} gave no token within "
+            f"{TOKEN_COMMAND_TIMEOUT:g} s (it was stopped)"
+        ) from None
+    except OSError as e:
+        raise AuthError(f"provider {provider!r}: token_command {argv[0]!r} failed: {e}") from None
+    if returncode != 0:
+        raise AuthError(
+            f"provider {provider!r}: token_command {argv[0]!r} exited with {returncode}"
         )
     try:
-        return done.stdout.decode("utf-8").splitlines()[0] if done.stdout.strip() else ""
+        return stdout.decode("utf-8").splitlines()[0] if stdout.strip() else ""
     except UnicodeDecodeError:
         raise AuthError(f"provider {provider!r}: token_command printed non-UTF-8 bytes") from None
+
+
+def _run_bounded(argv: list[str]) -> tuple[int, bytes]:
+    """Run the token command in a process group of its own, under TOKEN_COMMAND_TIMEOUT; at
+    the deadline (or any interruption) the whole group is killed, so a child that keeps the
+    output pipe open cannot hold the hook either."""
+    import signal
+
+    with subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        process_group=0,
+    ) as proc:
+        try:
+            stdout, _ = proc.communicate(timeout=TOKEN_COMMAND_TIMEOUT)
+        except BaseException:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            proc.wait()
+            raise
+        return proc.returncode, stdout
 
 
 def _keyring_unavailable(provider: str, why: str) -> AuthError:
@@ -85,8 +110,12 @@ def keyring_get(provider: str) -> str | None:
         import keyring.errors
     except ImportError:
         return None
+    from sshpin.core.bounded import TimedOut, call
+
     try:
-        value = keyring.get_password(KEYRING_SERVICE, provider)
+        value = call(lambda: keyring.get_password(KEYRING_SERVICE, provider), KEYRING_TIMEOUT)
+    except TimedOut:
+        raise _keyring_unavailable(provider, f"no answer within {KEYRING_TIMEOUT:g} s") from None
     except keyring.errors.NoKeyringError:
         return None
     except Exception as e:  # backends raise many kinds; none may leak a token, only a name

@@ -5,7 +5,10 @@ Imported only when a fetch is needed (``import requests`` alone costs about 0.1 
 - ``trust_env`` is off: ``REQUESTS_CA_BUNDLE``, ``HTTPS_PROXY``, ``~/.netrc`` and friends cannot
   silently replace the trust anchor, add credentials or reroute the request (threat model in
   docs/architecture.md).
-- ``ca_bundle`` adds a private CA to the system store; verification is never turned off.
+- the trust anchors are exactly the configured ``ca_bundle``, or, when none is set, the system
+  store at OpenSSL's compiled-in paths (``openssl_cafile``/``openssl_capath``): not the paths
+  ``SSL_CERT_FILE``/``SSL_CERT_DIR`` point at, and not certifi's bundle, which requests
+  would otherwise add to every context. Verification is never turned off.
 - redirects are refused: a document must come from the URL the user configured.
 - the whole exchange, retries included, must end within ``TOTAL_TIMEOUT``.
 """
@@ -31,8 +34,11 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 USER_AGENT = f"sshpin/{__version__}"
 
 
+MAX_CA_BUNDLE = 4 << 20
+
+
 class _TLSAdapter(HTTPAdapter):
-    """An adapter whose SSL context trusts the system store plus an extra CA file."""
+    """An adapter whose SSL context holds exactly the anchors ``tls_context`` chose."""
 
     def __init__(self, context: ssl.SSLContext) -> None:
         self._context = context
@@ -42,22 +48,73 @@ class _TLSAdapter(HTTPAdapter):
         kwargs["ssl_context"] = self._context
         super().init_poolmanager(*args, **kwargs)
 
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        # requests would set ca_certs to certifi's bundle here, and urllib3 would add it to
+        # the context: verification stays on, with the context's anchors and nothing else
+        conn.cert_reqs = "CERT_REQUIRED"
+        conn.ca_certs = None
+        conn.ca_cert_dir = None
+
+
+def tls_context(ca_bundle: str = "") -> ssl.SSLContext:
+    """Certificate and host name checks, TLS 1.2 or later, and the anchors of ``ca_bundle``
+    alone, or the system store's fixed paths. Never ``set_default_verify_paths`` (it reads
+    ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``): no environment variable adds or replaces one."""
+    from sshpin.errors import ConfigError
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, check_hostname
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if ca_bundle:
+        from sshpin.core.files import read_trusted
+
+        try:
+            raw, _ = read_trusted(ca_bundle, "ca_bundle", MAX_CA_BUNDLE)
+        except FileNotFoundError:
+            raise ConfigError(
+                f"ca_bundle {ca_bundle}: no such file", "fix ca_bundle in the config"
+            ) from None
+        try:
+            context.load_verify_locations(cadata=_pem_certificates(raw))
+        except (ValueError, ssl.SSLError) as e:
+            raise ConfigError(f"ca_bundle {ca_bundle}: cannot load: {e}") from e
+        return context
+    paths = ssl.get_default_verify_paths()
+    import os
+
+    cafile = paths.openssl_cafile if os.path.isfile(paths.openssl_cafile) else None
+    capath = paths.openssl_capath if os.path.isdir(paths.openssl_capath) else None
+    if cafile or capath:
+        try:
+            context.load_verify_locations(cafile=cafile, capath=capath)
+        except (OSError, ssl.SSLError) as e:
+            raise ConfigError(f"system CA store {cafile or capath}: cannot load: {e}") from e
+    return context
+
+
+def _pem_certificates(raw: bytes) -> str:
+    """The PEM certificate blocks of a bundle, without the comments around them (which may not
+    be ASCII, as ``cadata`` requires)."""
+    out: list[str] = []
+    inside = False
+    for line in raw.decode("latin-1").splitlines():
+        line = line.strip()
+        if line == "-----BEGIN CERTIFICATE-----":
+            inside = True
+        if inside:
+            out.append(line)
+        if line == "-----END CERTIFICATE-----":
+            inside = False
+    if not out:
+        raise ValueError("no PEM certificate in it")
+    return "\n".join(out) + "\n"
+
 
 def session(ca_bundle: str = "") -> requests.Session:
     s = requests.Session()
     s.trust_env = False
     s.headers["User-Agent"] = USER_AGENT
     s.max_redirects = 0
-    if ca_bundle:
-        context = ssl.create_default_context()  # system store, hostname check, >= TLS 1.2
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        try:
-            context.load_verify_locations(cafile=ca_bundle)
-        except (OSError, ssl.SSLError) as e:
-            from sshpin.errors import ConfigError
-
-            raise ConfigError(f"ca_bundle {ca_bundle}: cannot load: {e}") from e
-        s.mount("https://", _TLSAdapter(context))
+    s.mount("https://", _TLSAdapter(tls_context(ca_bundle)))
     return s
 
 
@@ -108,6 +165,10 @@ def get(
 
     if threading.current_thread() is not threading.main_thread():
         return _get(s, url, headers, max_body, what, allow_404)
+    outer = signal.getitimer(signal.ITIMER_REAL)[0]  # the hook's own deadline, if one is set
+    if outer and outer <= TOTAL_TIMEOUT + 1.0:
+        return _get(s, url, headers, max_body, what, allow_404)  # that one ends it first
+    started = time.monotonic()
     previous = signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, TOTAL_TIMEOUT + 1.0)
     try:
@@ -119,6 +180,8 @@ def get(
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer:  # put the outer deadline back, less the time spent here
+            signal.setitimer(signal.ITIMER_REAL, max(0.001, outer - (time.monotonic() - started)))
 
 
 def _get(

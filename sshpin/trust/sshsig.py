@@ -98,12 +98,19 @@ class Signature:
 
 
 def unarmor(text: str) -> bytes:
-    """The binary signature inside ``-----BEGIN SSH SIGNATURE-----`` armor."""
-    lines = [line.strip() for line in text.strip().splitlines()]
-    if len(lines) < 3 or lines[0] != ARMOR_BEGIN or lines[-1] != ARMOR_END:
-        raise VerificationError("not an armored SSH signature")
+    """The binary signature inside ``-----BEGIN SSH SIGNATURE-----`` armor, read as OpenSSH's
+    ``sshsig_dearmor`` reads it (tests/trust/test_differential_ssh_keygen.py): the text starts
+    with the BEGIN line and its newline, the base64 runs to the first END marker (whitespace
+    in it skipped), and anything after that marker is ignored."""
+    begin = ARMOR_BEGIN + "\n"
+    if not text.startswith(begin):
+        raise VerificationError("not an armored SSH signature (no BEGIN line at its start)")
+    end = text.find(ARMOR_END, len(begin))
+    if end < 0:
+        raise VerificationError("not an armored SSH signature (no END line)")
+    body = "".join(text[len(begin) : end].split())
     try:
-        return binascii.a2b_base64("".join(lines[1:-1]).encode("ascii"), strict_mode=True)
+        return binascii.a2b_base64(body.encode("ascii"), strict_mode=True)
     except (binascii.Error, UnicodeEncodeError):
         raise VerificationError("armored SSH signature is not valid base64") from None
 
@@ -180,7 +187,9 @@ def verify(
         raise VerificationError(
             f"signature type {s.sig_type[:40]!a} does not belong to a {s.signer.key_type} key"
         )
-    data = _signed_data(s.namespace, s.reserved, s.hash_algorithm, message)
+    # the reserved field is signed as empty whatever the signature carries, as OpenSSH's
+    # sshsig.c does: a signature ssh-keygen -Y verify accepts is accepted here, and no other
+    data = _signed_data(s.namespace, b"", s.hash_algorithm, message)
     if s.sig_type in SK_TYPES:
         data = (
             hashlib.sha256(s.signer.application().encode()).digest()
@@ -225,13 +234,22 @@ def _check(key: HostKey, sig_type: str, sig: bytes, data: bytes) -> bool:
     from cryptography.hazmat.primitives.asymmetric import ec, padding
     from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-    public = _public_key(key)
+    try:
+        public = _public_key(key)
+    except (ValueError, TypeError, VerificationError) as e:  # parse_blob checks, this is a net
+        raise VerificationError(f"unusable signing key {key.sha256()}: {e}") from None
     try:
         if key.key_type in (ED25519, SK_ED25519):
             if len(sig) != 64:
                 return False
             public.verify(sig, data)
         elif key.key_type == RSA:
+            size = (public.key_size + 7) // 8
+            if not 0 < len(sig) <= size:
+                return False
+            # as OpenSSH's ssh-rsa.c: a signature shorter than the modulus (its leading zero
+            # bytes stripped, as some signers emit it) is padded back, a longer one refused
+            sig = sig.rjust(size, b"\0")
             public.verify(sig, data, padding.PKCS1v15(), _hash(SIG_TYPES[RSA][sig_type] or ""))
         else:
             r = _Reader(sig)

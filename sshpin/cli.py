@@ -17,7 +17,7 @@ HOOK_HELP = """\
 usage: sshpin [-v] known-hosts REASON HOST [TYPE KEY]
 
 The OpenSSH KnownHostsCommand hook. In ssh_config:
-    KnownHostsCommand /path/to/sshpin known-hosts %I %H %t %K
+    KnownHostsCommand /path/to/sshpin known-hosts %I %H %t %K %k %p
 
 Prints known_hosts lines with the authentic keys of HOST when a configured provider vouches
 for it, nothing for any other host. Exits 0 except for a malformed command line (1).

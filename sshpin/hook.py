@@ -1,4 +1,5 @@
-"""``sshpin known-hosts REASON HOST [TYPE KEY]``: what runs inside every ssh connection.
+"""``sshpin known-hosts REASON HOST [TYPE KEY [ALIAS PORT]]``: what runs inside every ssh
+connection, as ``known-hosts %I %H %t %K %k %p`` (older snippets: ``%I %H %t %K``).
 
 ssh runs it through ``KnownHostsCommand`` (up to three times per connection). Its rules:
 - stdout carries only known_hosts lines, each rebuilt from parsed key bytes;
@@ -15,23 +16,32 @@ from __future__ import annotations
 import sys
 
 from sshpin.core.keys import decode_base64
-from sshpin.core.names import Query
+from sshpin.core.names import Query, valid_host
 from sshpin.errors import EXIT_OK, SshpinError, UsageError, log, report, say
 from sshpin.lookup import lookup
 
 REASONS = ("ORDER", "HOSTNAME", "ADDRESS")
-USAGE = "usage: sshpin known-hosts REASON HOST [TYPE KEY]   (REASON: ORDER, HOSTNAME, ADDRESS)"
+USAGE = (
+    "usage: sshpin known-hosts REASON HOST [TYPE KEY [ALIAS PORT]]   "
+    "(as ssh's %I %H %t %K %k %p; REASON: ORDER, HOSTNAME, ADDRESS)"
+)
 
 
 def parse_args(args: list[str]) -> Query:
-    """Strictly parse ssh's ``%I %H [%t %K]``; raise UsageError for anything else."""
-    if len(args) not in (2, 4):
+    """Strictly parse ssh's ``%I %H [%t %K [%k %p]]``; raise UsageError for anything else.
+
+    ``%k`` (ALIAS) is the HostKeyAlias or the host as typed: resolved first (lookup.py); one
+    that is no host name (a typo, a user@) is ignored, never an error. ``%p`` (PORT) is used
+    only when ``%H`` carries no port on an ORDER call (ssh 9.2 gives the bare host there);
+    on a HOSTNAME or ADDRESS call a bare ``%H`` is port 22 or a HostKeyAlias, as in
+    known_hosts."""
+    if len(args) not in (2, 4, 6):
         raise UsageError(USAGE)
     reason, token = args[0], args[1]
     if reason not in REASONS:
         raise UsageError(f"unknown REASON {reason[:20]!a}: expected ORDER, HOSTNAME or ADDRESS")
     want: bytes | None = None
-    if len(args) == 4 and (args[2], args[3]) != ("NONE", "NONE"):
+    if len(args) >= 4 and (args[2], args[3]) != ("NONE", "NONE"):
         key_type, text = args[2], args[3]
         try:
             want = decode_base64(text)
@@ -42,7 +52,21 @@ def parse_args(args: list[str]) -> Query:
             raise UsageError(f"TYPE {key_type[:40]!a} does not match the KEY given")
         if key_type.endswith("-cert-v01@openssh.com"):
             want = None  # a host certificate: checked by ssh against @cert-authority lines
-    return Query(token, want)
+    port: int | None = None
+    alias = ""
+    if len(args) == 6:
+        digits = args[5]
+        if not (digits.isascii() and digits.isdigit() and 0 < int(digits[:6] or 0) < 65536):
+            raise UsageError(f"PORT {digits[:20]!a} is not a port number")
+        if reason == "ORDER":
+            port = int(digits)
+        alias = _alias(args[4])
+    return Query(token, want, port, alias)
+
+
+def _alias(text: str) -> str:
+    """``%k`` as a host name, or "" when it is none (it is what the user typed)."""
+    return text.lower() if valid_host(text) and ":" not in text else ""
 
 
 def main(args: list[str]) -> int:

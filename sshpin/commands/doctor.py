@@ -175,8 +175,14 @@ def run(ssh_config: str, explicit: bool, check_providers: bool = True) -> list[C
                 ok = command == hook
                 what = "knownhostscommand"
             if ok and strict == "true":
+                ports = config_mod.ports_text(p.ports)
                 checks.append(
-                    Check(f"ssh {p.name}", True, f"ssh -G {host}: sshpin hook, strict checking")
+                    Check(
+                        f"ssh {p.name}",
+                        True,
+                        f"ssh -G {host}: sshpin hook, strict checking; the provider vouches "
+                        f"on port(s) {ports} (see 'ports' in sshpin.conf(5))",
+                    )
                 )
             else:
                 checks.append(
@@ -251,7 +257,7 @@ def _provider_check(p: config_mod.ProviderConfig) -> Check:
             name, False, str(e), e.hint or "check the provider's URL, the network, and ca_bundle"
         )
     ms = (time.monotonic() - started) * 1000
-    return Check(name, True, f"{detail}, {ms:.0f} ms")
+    return Check(name, True, f"{detail}, {ms:.0f} ms; port(s) {config_mod.ports_text(p.ports)}")
 
 
 def report_ok(checks: list[Check]) -> bool:

@@ -24,12 +24,19 @@ import stat
 import sys
 import sysconfig
 
-from sshpin.core.config import ProviderConfig, config_dir, config_path, parse_document, parse_file
+from sshpin.core.config import (
+    ProviderConfig,
+    config_dir,
+    config_path,
+    parse_document,
+    parse_file,
+    ports_text,
+)
 from sshpin.core.files import atomic_write
 from sshpin.errors import ConfigError, UsageError
 from sshpin.providers import validate_table
 
-HOOK_ARGS = "known-hosts %I %H %t %K"
+HOOK_ARGS = "known-hosts %I %H %t %K %k %p"
 INCLUDE_MARK = "# sshpin: pinned host keys; 'sshpin setup --undo' removes this line and the next"
 SNIPPET_HEAD = "# Written by 'sshpin setup' from"
 BLOCK_BEGIN = "# sshpin setup added this provider"
@@ -151,13 +158,16 @@ def render_snippet(
         f"{SNIPPET_HEAD} {source}; edit that file and run 'sshpin setup' again.",
         "# See sshpin(1). Each block hands the hosts of one provider to sshpin:",
         "# ssh asks sshpin for their authentic keys and refuses any other key, with no prompt.",
+        "# A Host pattern cannot name a port: ssh asks sshpin on every port, and sshpin vouches",
+        "# only on the provider's 'ports' (22 unless set). On another port it prints nothing and",
+        "# ssh checks your own known_hosts, still with no prompt ('sshpin pin [host]:port').",
     ]
     if legacy:
         lines.append(LEGACY_MARK)
     for p in providers:
         patterns, skipped = ssh_patterns(p.hosts)
         lines.append("")
-        lines.append(f'# provider "{p.name}" ({p.type})')
+        lines.append(f'# provider "{p.name}" ({p.type}), port(s) {ports_text(p.ports)}')
         if skipped:
             lines.append(f"# no ssh Host pattern can express: {' '.join(skipped)}")
         if not any(not pat.startswith("!") for pat in patterns):
@@ -165,12 +175,30 @@ def render_snippet(
             continue
         lines.append("Host " + " ".join(patterns))
         lines.extend(_directives(command, legacy))
-    if pinned:
+    hosts = _pinned_hosts(pinned or [])
+    if hosts:
         lines.append("")
-        lines.append("# hosts pinned with 'sshpin pin'")
-        lines.append("Host " + " ".join(pinned))
+        lines.append("# hosts pinned with 'sshpin pin' (a Host line names no port: the hook")
+        lines.append("# serves a pin of [host]:port on that port only, and of a bare host on 22)")
+        lines.append("Host " + " ".join(hosts))
         lines.extend(_directives(command, legacy))
     return "\n".join(lines) + "\n"
+
+
+def _pinned_hosts(names: list[str]) -> list[str]:
+    """The hosts of pin names (``host`` or ``[host]:port``), once each, in order."""
+    from sshpin.core.names import split_host
+    from sshpin.errors import SshpinError
+
+    out: list[str] = []
+    for name in names:
+        try:
+            host = split_host(name)[0]
+        except SshpinError:
+            continue  # not a pin sshpin wrote
+        if host not in out:
+            out.append(host)
+    return out
 
 
 def current_snippet(legacy: bool | None = None) -> tuple[str, str]:

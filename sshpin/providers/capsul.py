@@ -10,7 +10,15 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from sshpin.core.config import flag, freshness, https_url, key_lines, string, trust_context
+from sshpin.core.config import (
+    flag,
+    freshness,
+    https_url,
+    key_lines,
+    ports,
+    string,
+    trust_context,
+)
 from sshpin.errors import NoKeysError, ProviderError, SshpinError, VerificationError, log, say
 from sshpin.providers.interface import Provider, Row, unknown_key
 from sshpin.providers.matching import resolve
@@ -29,7 +37,7 @@ SKEW = 300.0  # clocks may differ this much
 class CapsulProvider(Provider):
     KEYS = frozenset(
         {"api_url", "aliases", "resolve_dns", "signing_keys", "ca_bundle", "token_command"}
-        | {"ttl", "stale_if_error", "account", "allow_unbound"}
+        | {"ttl", "stale_if_error", "account", "allow_unbound", "ports"}
     )
     takes_token = True
 
@@ -45,6 +53,7 @@ class CapsulProvider(Provider):
         from sshpin.core.names import is_capsul_id, valid_host
 
         freshness(table, out)
+        ports(table, out, [22])
         out["signing_keys"] = key_lines(_list(table, "signing_keys"))
         ca_bundle = string(table, "ca_bundle", "")
         out["ca_bundle"] = _expand(ca_bundle)

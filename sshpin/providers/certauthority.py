@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from sshpin.core.config import check_file_safe, key_lines, string_list
+from sshpin.core.config import check_file_safe, key_lines, ports, string_list
 from sshpin.core.keys import SIGNING_KEY_TYPES, HostKey, parse_key_lines, parse_line
 from sshpin.errors import ConfigError, VerificationError, log
 from sshpin.providers.interface import Provider
@@ -25,13 +25,14 @@ MAX_CA_FILE = 65536
 
 
 class CertAuthorityProvider(Provider):
-    KEYS = frozenset({"ca_keys", "ca_key_files", "revoked_keys"})
+    KEYS = frozenset({"ca_keys", "ca_key_files", "revoked_keys", "ports"})
     caches = False
 
     @staticmethod
     def validate(table: dict[str, Any], out: dict[str, Any]) -> None:
         if any(p.strip("!") in ("*", "*.*") for p in out["hosts"]):
             raise ValueError("hosts: a certificate authority may not vouch for every host ('*')")
+        ports(table, out, None)  # a host certificate names its host, whatever the port
         ca_keys = string_list(table, "ca_keys")
         files = [os.path.expanduser(f) for f in string_list(table, "ca_key_files")]
         out["ca_keys"] = key_lines(ca_keys)

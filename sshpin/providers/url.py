@@ -26,6 +26,7 @@ from sshpin.core.config import (
     freshness,
     https_url,
     key_lines,
+    ports,
     string,
     string_list,
     trust_context,
@@ -51,7 +52,9 @@ SKEW = 300.0
 
 
 class UrlProvider(Provider):
-    KEYS = frozenset({"url", "signing_keys", "ca_bundle", "ttl", "stale_if_error", "allow_unbound"})
+    KEYS = frozenset(
+        {"url", "signing_keys", "ca_bundle", "ttl", "stale_if_error", "allow_unbound", "ports"}
+    )
 
     def __init__(self, cfg: ProviderConfig, root: str) -> None:
         super().__init__(cfg, root)
@@ -62,6 +65,7 @@ class UrlProvider(Provider):
         import os
 
         freshness(table, out)
+        ports(table, out, [22])
         out["signing_keys"] = key_lines(string_list(table, "signing_keys"))
         ca_bundle = string(table, "ca_bundle", "")
         out["ca_bundle"] = os.path.expanduser(ca_bundle) if ca_bundle else ""

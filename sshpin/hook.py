@@ -17,7 +17,7 @@ import sys
 
 from sshpin.core.keys import decode_base64
 from sshpin.core.names import Query, valid_host
-from sshpin.errors import EXIT_OK, SshpinError, UsageError, log, report, say
+from sshpin.errors import EXIT_OK, SshpinError, UsageError, log, report, say, say_once_per
 from sshpin.lookup import lookup
 
 REASONS = ("ORDER", "HOSTNAME", "ADDRESS")
@@ -69,7 +69,63 @@ def _alias(text: str) -> str:
     return text.lower() if valid_host(text) and ":" not in text else ""
 
 
+SAID_DIR = "said"  # in the cache dir: one empty file per problem said to an ssh connection
+SAID_FOR = 3600.0  # an ssh connection's markers are pruned after this long
+
+
+def first_time(problem: str) -> bool:
+    """Is this the first time this ssh connection hears of ``problem``? ssh runs the hook two
+    or three times per connection (ORDER, HOSTNAME, ADDRESS), each call finding the same
+    problem. The connection is our parent process, an ``ssh``, named by its pid and start
+    time (Linux ``/proc``); a marker in the cache dir records what it was told. Whenever
+    that cannot be told (another parent, no ``/proc``, an unwritable cache), say it."""
+    import hashlib
+    import os
+
+    from sshpin.core.config import cache_dir
+    from sshpin.core.files import ensure_dir
+
+    parent = os.getppid()
+    try:
+        with open(f"/proc/{parent}/comm", "rb") as f:
+            if f.read().strip() != b"ssh":
+                return True
+        with open(f"/proc/{parent}/stat", "rb") as f:
+            started = f.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError, UnicodeDecodeError):
+        return True
+    root = cache_dir()
+    directory = os.path.join(root, SAID_DIR)
+    key = hashlib.sha256(f"{parent}\0{started}\0{problem}".encode()).hexdigest()[:40]
+    try:
+        ensure_dir(root)
+        ensure_dir(directory)
+        os.close(os.open(os.path.join(directory, key), os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                         | os.O_NOFOLLOW, 0o600))  # fmt: skip
+    except FileExistsError:
+        return False
+    except (OSError, SshpinError):
+        return True
+    _prune(directory)
+    return True
+
+
+def _prune(directory: str) -> None:
+    import os
+    import time
+
+    now = time.time()
+    try:
+        for name in os.listdir(directory):
+            path = os.path.join(directory, name)
+            if now - os.lstat(path).st_mtime > SAID_FOR:
+                os.unlink(path)
+    except OSError:
+        pass
+
+
 def main(args: list[str]) -> int:
+    say_once_per(first_time)
     try:
         query = parse_args(args)
     except UsageError as e:

@@ -170,7 +170,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--hosts",
         metavar="PATTERN",
         nargs="+",
-        help="hosts the new provider vouches for (default: capsul-*)",
+        action="extend",
+        help="hosts the new provider vouches for (default: capsul-*); repeated, they add up",
+    )
+    p.add_argument(
+        "--ca-bundle",
+        metavar="FILE",
+        help="the CA certificates (PEM) the new provider's TLS certificate chains to, for a "
+        "private provider (default: the system's)",
     )
     p.add_argument(
         "--ssh-config",
@@ -320,11 +327,12 @@ def _cmd_setup(ns: argparse.Namespace) -> int:
 
     path, _ = _ssh_config(ns)
     if ns.undo:
-        if ns.provider or ns.api_url or ns.hosts:
-            raise UsageError("setup: --undo takes no --provider, --api-url or --hosts")
+        if ns.provider or ns.api_url or ns.hosts or ns.ca_bundle:
+            raise UsageError("setup: --undo takes no --provider, --api-url, --hosts or --ca-bundle")
         changes = setup.undo(path)
     else:
-        changes = setup.setup(path, ns.provider, ns.api_url, ns.hosts, True if ns.legacy else None)
+        legacy = True if ns.legacy else None
+        changes = setup.setup(path, ns.provider, ns.api_url, ns.hosts, legacy, ns.ca_bundle)
     for line in changes or [
         "nothing to change: already set up" if not ns.undo else "nothing to undo"
     ]:

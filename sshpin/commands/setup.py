@@ -317,7 +317,7 @@ def _toml_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def provider_block(name: str, api_url: str, hosts: list[str]) -> str:
+def provider_block(name: str, api_url: str, hosts: list[str], ca_bundle: str = "") -> str:
     body = (
         "[[provider]]\n"
         f"name = {_toml_string(name)}\n"
@@ -325,6 +325,8 @@ def provider_block(name: str, api_url: str, hosts: list[str]) -> str:
         f"api_url = {_toml_string(api_url)}\n"
         f"hosts = [{', '.join(_toml_string(h) for h in hosts)}]\n"
     )
+    if ca_bundle:
+        body += f"ca_bundle = {_toml_string(ca_bundle)}\n"
     digest = hashlib.sha256(body.encode()).hexdigest()[:16]
     head = f"{BLOCK_BEGIN} (sha256:{digest}); 'sshpin setup --undo' removes it unless edited"
     return f"{head}\n{body}{BLOCK_END}\n"
@@ -447,12 +449,13 @@ def setup(
     api_url: str | None = None,
     hosts: list[str] | None = None,
     legacy: bool | None = None,
+    ca_bundle: str | None = None,
 ) -> list[str]:
     """Do the setup; return one line per change (empty when nothing needed to change)."""
     say: list[str] = []
     created: list[str] = []  # what did not exist before: undo removes exactly these
     try:
-        _setup(ssh_config, provider, api_url, hosts, legacy, say, created)
+        _setup(ssh_config, provider, api_url, hosts, legacy, say, created, ca_bundle)
     finally:
         if created:
             _remember_created(created)
@@ -467,12 +470,18 @@ def _setup(
     legacy: bool | None,
     say: list[str],
     created: list[str],
+    ca_bundle: str | None = None,
 ) -> None:
     path = config_path()
+    if ca_bundle:
+        ca_bundle = os.path.abspath(os.path.expanduser(ca_bundle))
+        if not os.path.isfile(ca_bundle):
+            raise UsageError(f"setup: --ca-bundle {ca_bundle}: no such file")
+    hosts = list(dict.fromkeys(hosts)) if hosts else None  # repeated --hosts add up, once each
     if provider is not None:
-        _add_provider(path, provider, api_url, hosts or ["capsul-*"], say, created)
-    elif api_url is not None or hosts:
-        raise UsageError("setup: --api-url and --hosts need --provider NAME")
+        _add_provider(path, provider, api_url, hosts or ["capsul-*"], say, created, ca_bundle)
+    elif api_url is not None or hosts or ca_bundle:
+        raise UsageError("setup: --api-url, --hosts and --ca-bundle need --provider NAME")
     snippet, text = current_snippet(legacy)
     old, mode = _read(snippet)
     if old != text:
@@ -490,7 +499,13 @@ def _setup(
 
 
 def _add_provider(
-    path: str, name: str, api_url: str | None, hosts: list[str], say: list[str], created: list[str]
+    path: str,
+    name: str,
+    api_url: str | None,
+    hosts: list[str],
+    say: list[str],
+    created: list[str],
+    ca_bundle: str | None = None,
 ) -> None:
     text, mode = _read(path)
     existing = {p.name: p for p in parse_file(path, validate_table)} if text is not None else {}
@@ -499,6 +514,7 @@ def _add_provider(
         differs = (api_url is not None and have.get("api_url") != api_url.rstrip("/")) or (
             have.hosts != [h.lower() for h in hosts]
         )
+        differs = differs or bool(ca_bundle and have.get("ca_bundle") != ca_bundle)
         if differs:
             raise ConfigError(
                 f"setup: {path}: provider {name!r} is already configured differently "
@@ -507,7 +523,7 @@ def _add_provider(
         return
     if api_url is None:
         raise UsageError(f"setup: provider {name!r} is new: give its --api-url")
-    block = provider_block(name, api_url, hosts)
+    block = provider_block(name, api_url, hosts, ca_bundle or "")
     import tomllib
 
     try:  # validate exactly what will be written, before writing anything

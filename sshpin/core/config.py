@@ -21,7 +21,7 @@ from sshpin.errors import ConfigError
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (about 2 ms)
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Container
+    from collections.abc import Callable, Collection
     from typing import Any
 
     Validate = Callable[[dict[str, Any]], dict[str, Any]]
@@ -307,10 +307,14 @@ def validate_common(table: dict[str, Any], types: Collection[str]) -> dict[str, 
     return {"name": name, "type": kind, "hosts": [h.lower() for h in hosts]}
 
 
-def check_keys(table: dict[str, Any], allowed: Container[str], kind: str) -> None:
+def check_keys(table: dict[str, Any], allowed: Collection[str], kind: str) -> None:
     for key in table:
         if key not in COMMON_KEYS and key not in allowed:
-            raise ValueError(f"unknown key {key!r} for a provider of type {kind!r}")
+            import difflib
+
+            near = difflib.get_close_matches(key, sorted(COMMON_KEYS | set(allowed)), 1)
+            guess = f" (did you mean {near[0]!r}?)" if near else ""
+            raise ValueError(f"unknown key {key!r} for a provider of type {kind!r}{guess}")
 
 
 def freshness(table: dict[str, Any], out: dict[str, Any]) -> None:

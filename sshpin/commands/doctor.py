@@ -322,7 +322,9 @@ def _provider_check(p: config_mod.ProviderConfig) -> Check:
         started = time.monotonic()
         detail = for_config(p).check()
     except AuthError as e:
-        return Check(name, False, str(e), e.hint or f"sshpin login {p.name}")
+        from sshpin.trust.credentials import token_hint
+
+        return Check(name, False, str(e), e.hint or token_hint(p.name, p.get("token_command")))
     except SshpinError as e:
         return Check(
             name, False, str(e), e.hint or "check the provider's URL, the network, and ca_bundle"

@@ -19,7 +19,15 @@ from sshpin.core.config import (
     string,
     trust_context,
 )
-from sshpin.errors import NoKeysError, ProviderError, SshpinError, VerificationError, log, say
+from sshpin.errors import (
+    AuthError,
+    NoKeysError,
+    ProviderError,
+    SshpinError,
+    VerificationError,
+    log,
+    say,
+)
 from sshpin.providers.interface import Provider, Row, unknown_key
 from sshpin.providers.matching import resolve
 from sshpin.store.cachedir import ProviderCache
@@ -234,7 +242,7 @@ class CapsulProvider(Provider):
         """A fresh verified document. With ``previous`` the fetch revalidates (ETag) and
         returns ``previous`` with a new ``fetched_at`` when nothing changed."""
         from sshpin.trust import http
-        from sshpin.trust.credentials import get_token
+        from sshpin.trust.credentials import get_token, token_hint
         from sshpin.trust.document import MAX_BODY, parse_capsul_api
 
         token = self.token or get_token(self.name, str(self.cfg.get("token_command") or ""))
@@ -245,6 +253,11 @@ class CapsulProvider(Provider):
         s = http.session(str(self.cfg.get("ca_bundle") or ""))
         try:
             r = http.get(s, self.url, headers, MAX_BODY, what)
+        except AuthError as e:
+            if self.token is not None or e.hint:
+                raise
+            hint = token_hint(self.name, str(self.cfg.get("token_command") or ""))
+            raise AuthError(e.message, hint) from None
         finally:
             s.close()
         if r.status == 304:

@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "proxy",
         help="ProxyCommand: resolve a capsul id to its address, pin its keys, relay bytes",
-        description="Run by ssh as: ProxyCommand sshpin proxy %%h %%p. Resolves capsul ids "
+        description="Run by ssh as: ProxyCommand sshpin proxy %h %p. Resolves capsul ids "
         "and aliases through the provider, writes the host's authentic keys to sshpin's "
         "managed known_hosts file, connects, and relays until the server closes.",
     )

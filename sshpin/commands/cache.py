@@ -188,6 +188,8 @@ def cmd_refresh(token: str | None, out: TextIO) -> int:
             if host is not None and p.answer(Query(host), fetch=False) is None:
                 raise NoKeysError(f"{host}: provider {p.name!r} lists no such host")
         except SshpinError as e:
+            if host is not None:  # one provider, one host: its error is the answer
+                raise e.prefixed("cache refresh") from None
             say("cache refresh", str(e), e.hint)
             failed = e
             continue

@@ -17,7 +17,7 @@ HOOK_HELP = """\
 usage: sshpin [-v] known-hosts REASON HOST [TYPE KEY]
 
 The OpenSSH KnownHostsCommand hook. In ssh_config:
-    KnownHostsCommand /path/to/sshpin known-hosts %I %H %t %K
+    KnownHostsCommand /path/to/sshpin known-hosts %I %H %t %K %k %p
 
 Prints known_hosts lines with the authentic keys of HOST when a configured provider vouches
 for it, nothing for any other host. Exits 0 except for a malformed command line (1).
@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "proxy",
         help="ProxyCommand: resolve a capsul id to its address, pin its keys, relay bytes",
-        description="Run by ssh as: ProxyCommand sshpin proxy %%h %%p. Resolves capsul ids "
+        description="Run by ssh as: ProxyCommand sshpin proxy %h %p. Resolves capsul ids "
         "and aliases through the provider, writes the host's authentic keys to sshpin's "
         "managed known_hosts file, connects, and relays until the server closes.",
     )
@@ -170,7 +170,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--hosts",
         metavar="PATTERN",
         nargs="+",
-        help="hosts the new provider vouches for (default: capsul-*)",
+        action="extend",
+        help="hosts the new provider vouches for (default: capsul-*); repeated, they add up",
+    )
+    p.add_argument(
+        "--ca-bundle",
+        metavar="FILE",
+        help="the CA certificates (PEM) the new provider's TLS certificate chains to, for a "
+        "private provider (default: the system's)",
     )
     p.add_argument(
         "--ssh-config",
@@ -411,11 +418,12 @@ def _cmd_setup(ns: argparse.Namespace) -> int:
 
     path, _ = _ssh_config(ns)
     if ns.undo:
-        if ns.provider or ns.api_url or ns.hosts:
-            raise UsageError("setup: --undo takes no --provider, --api-url or --hosts")
+        if ns.provider or ns.api_url or ns.hosts or ns.ca_bundle:
+            raise UsageError("setup: --undo takes no --provider, --api-url, --hosts or --ca-bundle")
         changes = setup.undo(path)
     else:
-        changes = setup.setup(path, ns.provider, ns.api_url, ns.hosts, True if ns.legacy else None)
+        legacy = True if ns.legacy else None
+        changes = setup.setup(path, ns.provider, ns.api_url, ns.hosts, legacy, ns.ca_bundle)
     for line in changes or [
         "nothing to change: already set up" if not ns.undo else "nothing to undo"
     ]:

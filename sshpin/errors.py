@@ -18,7 +18,12 @@ EXIT_NO_KEYS = 2  # no authentic keys could be obtained
 EXIT_PROVIDER = 3  # provider or network error
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (about 2 ms)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 _verbose = False
+_first_time: "Callable[[str], bool] | None" = None  # the hook's one-message-per-connection rule
 
 
 class SshpinError(Exception):
@@ -86,8 +91,18 @@ def line(subject: str, message: str, hint: str = "") -> str:
     return f"{text} (fix: {hint})" if hint else text
 
 
+def say_once_per(first_time: "Callable[[str], bool] | None") -> None:
+    """Let ``first_time(problem)`` decide whether ``say`` prints a problem (its message and
+    hint, whatever host spelling it comes with). The hook sets it: ssh runs it two or three
+    times per connection, and each problem is said once."""
+    global _first_time
+    _first_time = first_time
+
+
 def say(subject: str, message: str, hint: str = "") -> None:
     """A warning or notice the user must see (one line)."""
+    if _first_time is not None and not _first_time(line("", message, hint)):
+        return
     sys.stderr.write(line(subject, message, hint) + "\n")
 
 

@@ -1,4 +1,5 @@
-"""``sshpin known-hosts REASON HOST [TYPE KEY]``: what runs inside every ssh connection.
+"""``sshpin known-hosts REASON HOST [TYPE KEY [ALIAS PORT]]``: what runs inside every ssh
+connection, as ``known-hosts %I %H %t %K %k %p`` (older snippets: ``%I %H %t %K``).
 
 ssh runs it through ``KnownHostsCommand`` (up to three times per connection). Its rules:
 - stdout carries only known_hosts lines, each rebuilt from parsed key bytes;
@@ -6,8 +7,8 @@ ssh runs it through ``KnownHostsCommand`` (up to three times per connection). It
 - a managed host with no authentic keys: one line on stderr, nothing printed, exit 0 (ssh then
   falls back to the user's own known_hosts; a non-zero exit would lock them out);
 - exit 1 only for a malformed command line, a configuration bug to surface at once;
-- a hard deadline (``DEADLINE``, an interval timer): past it, one line, nothing printed, exit 0.
-  Every wait below has its own shorter bound; this one holds even if one of them fails.
+- the whole answer has a hard deadline (``DEADLINE``), past which it fails closed;
+- a problem is said once per ssh connection, however many times ssh runs the hook.
 
 The argv is parsed here; the answer comes from lookup.py.
 """
@@ -17,25 +18,34 @@ from __future__ import annotations
 import sys
 
 from sshpin.core.keys import decode_base64
-from sshpin.core.names import Query
-from sshpin.errors import EXIT_OK, SshpinError, UsageError, log, report, say
+from sshpin.core.names import Query, valid_host
+from sshpin.errors import EXIT_OK, SshpinError, UsageError, log, report, say, say_once_per
 from sshpin.lookup import lookup
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing
 REASONS = ("ORDER", "HOSTNAME", "ADDRESS")
 DEADLINE = 25.0  # seconds: above the fetch's own bounds (token 10 s, HTTP 11 s, DNS 5 s)
-USAGE = "usage: sshpin known-hosts REASON HOST [TYPE KEY]   (REASON: ORDER, HOSTNAME, ADDRESS)"
+USAGE = (
+    "usage: sshpin known-hosts REASON HOST [TYPE KEY [ALIAS PORT]]   "
+    "(as ssh's %I %H %t %K %k %p; REASON: ORDER, HOSTNAME, ADDRESS)"
+)
 
 
 def parse_args(args: list[str]) -> Query:
-    """Strictly parse ssh's ``%I %H [%t %K]``; raise UsageError for anything else."""
-    if len(args) not in (2, 4):
+    """Strictly parse ssh's ``%I %H [%t %K [%k %p]]``; raise UsageError for anything else.
+
+    ``%k`` (ALIAS) is the HostKeyAlias or the host as typed: resolved first (lookup.py); one
+    that is no host name (a typo, a user@) is ignored, never an error. ``%p`` (PORT) is used
+    only when ``%H`` carries no port on an ORDER call (ssh 9.2 gives the bare host there);
+    on a HOSTNAME or ADDRESS call a bare ``%H`` is port 22 or a HostKeyAlias, as in
+    known_hosts."""
+    if len(args) not in (2, 4, 6):
         raise UsageError(USAGE)
     reason, token = args[0], args[1]
     if reason not in REASONS:
         raise UsageError(f"unknown REASON {reason[:20]!a}: expected ORDER, HOSTNAME or ADDRESS")
     want: bytes | None = None
-    if len(args) == 4 and (args[2], args[3]) != ("NONE", "NONE"):
+    if len(args) >= 4 and (args[2], args[3]) != ("NONE", "NONE"):
         key_type, text = args[2], args[3]
         try:
             want = decode_base64(text)
@@ -46,7 +56,76 @@ def parse_args(args: list[str]) -> Query:
             raise UsageError(f"TYPE {key_type[:40]!a} does not match the KEY given")
         if key_type.endswith("-cert-v01@openssh.com"):
             want = None  # a host certificate: checked by ssh against @cert-authority lines
-    return Query(token, want)
+    port: int | None = None
+    alias = ""
+    if len(args) == 6:
+        digits = args[5]
+        if not (digits.isascii() and digits.isdigit() and 0 < int(digits[:6] or 0) < 65536):
+            raise UsageError(f"PORT {digits[:20]!a} is not a port number")
+        if reason == "ORDER":
+            port = int(digits)
+        alias = _alias(args[4])
+    return Query(token, want, port, alias)
+
+
+def _alias(text: str) -> str:
+    """``%k`` as a host name, or "" when it is none (it is what the user typed)."""
+    return text.lower() if valid_host(text) and ":" not in text else ""
+
+
+SAID_DIR = "said"  # in the cache dir: one empty file per problem said to an ssh connection
+SAID_FOR = 3600.0  # an ssh connection's markers are pruned after this long
+
+
+def first_time(problem: str) -> bool:
+    """Is this the first time this ssh connection hears of ``problem``? ssh runs the hook two
+    or three times per connection (ORDER, HOSTNAME, ADDRESS), each call finding the same
+    problem. The connection is our parent process, an ``ssh``, named by its pid and start
+    time (Linux ``/proc``); a marker in the cache dir records what it was told. Whenever
+    that cannot be told (another parent, no ``/proc``, an unwritable cache), say it."""
+    import hashlib
+    import os
+
+    from sshpin.core.config import cache_dir
+    from sshpin.core.files import ensure_dir
+
+    parent = os.getppid()
+    try:
+        with open(f"/proc/{parent}/comm", "rb") as f:
+            if f.read().strip() != b"ssh":
+                return True
+        with open(f"/proc/{parent}/stat", "rb") as f:
+            started = f.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError, UnicodeDecodeError):
+        return True
+    root = cache_dir()
+    directory = os.path.join(root, SAID_DIR)
+    key = hashlib.sha256(f"{parent}\0{started}\0{problem}".encode()).hexdigest()[:40]
+    try:
+        ensure_dir(root)
+        ensure_dir(directory)
+        os.close(os.open(os.path.join(directory, key), os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                         | os.O_NOFOLLOW, 0o600))  # fmt: skip
+    except FileExistsError:
+        return False
+    except (OSError, SshpinError):
+        return True
+    _prune(directory)
+    return True
+
+
+def _prune(directory: str) -> None:
+    import os
+    import time
+
+    now = time.time()
+    try:
+        for name in os.listdir(directory):
+            path = os.path.join(directory, name)
+            if now - os.lstat(path).st_mtime > SAID_FOR:
+                os.unlink(path)
+    except OSError:
+        pass
 
 
 class Deadline(BaseException):
@@ -88,6 +167,7 @@ def answer_within(query: Query, seconds: float) -> list[str] | Exception:
 
 
 def main(args: list[str], deadline: float = DEADLINE) -> int:
+    say_once_per(first_time)
     try:
         query = parse_args(args)
     except UsageError as e:

@@ -56,9 +56,21 @@ class Answer:
 def lookup(query: Query, fetch: bool = True) -> Answer:
     """The answer for ``query``. Without ``fetch``, from the cache alone (``cache show``).
 
+    The host ``%k`` names (``query.alias``: the HostKeyAlias, or the name typed, as in ``Host
+    capsul-x`` / ``HostName 203.0.113.7``) first: when a pin or a provider covers it, its
+    answer stands, errors included. Otherwise the host of ``%H``.
+
     Raises SshpinError when a managed host has no authentic keys (and no pin to fall back on).
     """
-    pin = pins.read(query.host)
+    if query.alias:
+        answer = _lookup(query.as_alias(), fetch)
+        if answer.provider or answer.pin is not None:
+            return answer
+    return _lookup(query, fetch)
+
+
+def _lookup(query: Query, fetch: bool) -> Answer:
+    pin = pins.read(query.name)
     if pin is not None and query.want is not None and pin.has(query.want):
         log(query.token, "pinned")
         return Answer("pinned", pin)
@@ -86,7 +98,15 @@ def _from_provider(query: Query, fetch: bool) -> Answer:
     cfg = _load_config(root if fetch or _exists(root) else None)
     if cfg is None:
         return Answer(f"no config file ({config.config_path()}): not managed")
-    provider = next((p for p in cfg.providers if hosts_match(p.hosts, query.host)), None)
+    port = query.port
+    matching = [p for p in cfg.providers if hosts_match(p.hosts, query.host)]
+    provider = next((p for p in matching if p.covers(port)), None)
+    if provider is None and matching:
+        ports = config.ports_text(matching[0].ports)
+        why = f"port {port} is not among the ports provider {matching[0].name!r} vouches for"
+        why += f" ({ports})"
+        log(query.token, f"{why}: not managed, left to your own known_hosts")
+        return Answer(f"{why}: not managed, and it is not pinned")
     if provider is None:
         return Answer("no provider's hosts match it, and it is not pinned")
     signed_only = bool(provider.get("signing_keys"))

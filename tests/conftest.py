@@ -56,7 +56,7 @@ def _hook() -> list[str]:
 
 
 HOOK = _hook()
-HOOK_LINE = " ".join(HOOK) + " known-hosts %I %H %t %K"  # what ssh -G shows for it
+HOOK_LINE = " ".join(HOOK) + " known-hosts %I %H %t %K %k %p"  # what ssh -G shows for it
 
 
 @dataclass
@@ -115,6 +115,7 @@ class Pin:
     api_url: str
     ca_path: str
     env: dict[str, str] = field(default_factory=dict)
+    ports: str = "[22, 2222]"  # the provider's ports; the ssh fixture sets its sshd's port
 
     @property
     def config(self) -> Path:
@@ -131,8 +132,18 @@ class Pin:
             'type = "capsul"\n'
             f'api_url = "{self.api_url}"\n'
             f"hosts = {hosts}\n"
-            f'ca_bundle = "{self.ca_path}"\n' + extra
+            f'ca_bundle = "{self.ca_path}"\n'
+            f"ports = {self.ports}\n" + extra
         )
+        self.config.chmod(0o600)
+
+    def cover(self, port: int) -> None:
+        """Make the provider vouch on ``port`` too (tests' sshds cannot listen on 22): its
+        ``ports`` become 22 and ``port`` (22: a name without a port, as ssh gives it with
+        HostKeyAlias, is port 22 in known_hosts terms)."""
+        old = f"ports = {self.ports}\n"
+        self.ports = f"[22, {port}]"
+        self.config.write_text(self.config.read_text().replace(old, f"ports = {self.ports}\n"))
         self.config.chmod(0o600)
 
     def hook(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -254,6 +265,7 @@ class SSH:
 def ssh(pin: Pin, sshd: Sshd, keys: Keys, provider: ReferenceServer, tmp_path: Path) -> SSH:
     """The capsul ``capsul-test1`` at 127.0.0.1 runs ``sshd`` and its provider lists its key."""
     provider.api.add("capsul-test1", [keys.pub(keys.host)], ipv4="127.0.0.1", name="test1")
+    pin.cover(sshd.port)  # the capsul's sshd
     config = tmp_path / "ssh_config"
     write_ssh_config(str(config), HOOK, "127.0.0.1 capsul-*")
     known_hosts = tmp_path / "known_hosts"

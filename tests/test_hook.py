@@ -18,11 +18,27 @@ ED = base64.b64encode(b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + b"k" * 32
 
 def test_parse_args_forms() -> None:
     r = parse_args(["ORDER", "10.0.0.5", "NONE", "NONE"])
-    assert (r.host, r.port, r.want) == ("10.0.0.5", None, None)
+    assert (r.host, r.port, r.want) == ("10.0.0.5", 22, None)
     r = parse_args(["HOSTNAME", "[Web.Example]:2222", "ssh-ed25519", ED])
     assert (r.host, r.port, r.token) == ("web.example", 2222, "[Web.Example]:2222")
     assert r.want == base64.b64decode(ED)
     assert parse_args(["ADDRESS", "::1"]).want is None
+
+
+def test_parse_args_with_alias_and_port() -> None:
+    """``%I %H %t %K %k %p``: the key is read as in the four-word form (never dropped)."""
+    r = parse_args(["HOSTNAME", "[10.0.0.5]:2222", "ssh-ed25519", ED, "Capsul-X", "2222"])
+    assert (r.host, r.port, r.alias, r.want) == ("10.0.0.5", 2222, "capsul-x", base64.b64decode(ED))
+    # ssh 9.2's ORDER call gives a bare %H whatever the port: %p says which sshd it is
+    r = parse_args(["ORDER", "10.0.0.5", "NONE", "NONE", "10.0.0.5", "2222"])
+    assert (r.port, r.name, r.alias) == (2222, "[10.0.0.5]:2222", "")
+    # a bare %H on a HOSTNAME call is how ssh names a key by HostKeyAlias: port 22's name
+    r = parse_args(["HOSTNAME", "capsul-x", "ssh-ed25519", ED, "capsul-x", "2222"])
+    assert (r.port, r.name, r.alias) == (22, "capsul-x", "")
+    assert parse_args(["ORDER", "h", "NONE", "NONE", "me@h:x", "22"]).alias == ""  # not a host
+    for port in ["0", "65536", "x", "", "-1", "२२"]:
+        with pytest.raises(UsageError):
+            parse_args(["ORDER", "h", "NONE", "NONE", "h", port])
 
 
 @pytest.mark.parametrize(

@@ -46,6 +46,7 @@ def everything(
     pin.config.write_text(
         pin.config.read_text()
         + '\n[[provider]]\nname = "ops-bucket"\ntype = "url"\nhosts = ["*.vps.example.org"]\n'
+        "ports = [2222]\n"
         f'url = "{provider.files_url}/hostkeys/{{host}}.pub"\n'
         f'signing_keys = ["{ops["ops"]}"]\nca_bundle = "{pin.ca_path}"\n'
         '\n[[provider]]\nname = "containers"\ntype = "cert-authority"\nhosts = ["localhost"]\n'

@@ -47,7 +47,12 @@ def test_the_hook_line_of_an_old_setup_survives_an_upgrade_in_place(
     sh(*pip, old)
     ssh_config = tmp_path / "user_ssh_config"
     ssh_config.write_text(Path(ssh.config).read_text().split("Host ", 1)[0])  # keep no hook
+    # the old sshpin knew no 'ports' (its hook vouched on every port); the test's sshd cannot
+    # listen on 22, so the key is put back after the upgrade, as a user on another port must
+    config = ssh.pin.config.read_text()
+    ssh.pin.config.write_text(config.replace(f"ports = {ssh.pin.ports}\n", ""))
     sh(venv / "bin" / "sshpin", "setup", "--ssh-config", ssh_config, env=ssh.pin.env)
+    ssh.pin.config.write_text(config)
     snippet = (ssh.pin.dir / "ssh_config").read_text()
     assert "site-packages/sshpin/launch.py known-hosts" in snippet
     sh(*pip, new)  # the upgrade, in place

@@ -51,7 +51,7 @@ _sshpin() {
     [[ $cmd == ssh ]] && { _sshpin_names hosts "$cur"; return 0; }
 
     case $prev in
-    --ssh-config | -o | --output)
+    --ssh-config | --ca-bundle | -o | --output)
         local IFS=$'\n'
         COMPREPLY=($(compgen -f -- "$cur"))
         compopt -o filenames 2>/dev/null
@@ -78,7 +78,7 @@ _sshpin() {
         fi
         return 0
         ;;
-    setup) options+=" --provider --api-url --hosts --ssh-config --undo --legacy" ;;
+    setup) options+=" --provider --api-url --hosts --ca-bundle --ssh-config --undo --legacy" ;;
     doctor) options+=" --json --ssh-config --offline" ;;
     login | logout) ((positional == 0)) && [[ $cur != -* ]] && _sshpin_names providers "$cur" ;;
     pin | unpin | fingerprints | proxy)

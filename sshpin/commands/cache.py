@@ -128,10 +128,12 @@ def cmd_show(token: str, as_json: bool, out: TextIO) -> int:
     answer = lookup(query, fetch=False)
     lines = answer.lines(token)
     e = answer.entry
-    cfg = provider_for(load_config(), query.host)
+    cfg = provider_for(load_config(), query.host, query.port)
     info: dict[str, Any] = {
         "host": query.host,
+        "port": query.port,
         "provider": answer.provider or None,
+        "ports": config.ports_text(cfg.ports) if cfg is not None else None,
         "why": answer.why,
         "pinned_at": iso(answer.pin.fetched_at) if answer.pin else None,
         "capsul": e.capsul or None if e else None,
@@ -168,11 +170,12 @@ def cmd_refresh(token: str | None, out: TextIO) -> int:
     targets = _caching(cfg, root)
     host = None
     if token is not None:
-        host = host_arg(token).host
-        chosen = provider_for(cfg, host)
+        query = host_arg(token)
+        host = query.host
+        chosen = provider_for(cfg, host, query.port)
         targets = [p for p in targets if chosen is not None and p.name == chosen.name]
         if not targets:
-            if pins.read(host):
+            if pins.read(query.name):
                 out.write(f"{host}: pinned, and no provider vouches for it: nothing to fetch\n")
                 return EXIT_OK
             raise NoKeysError(f"cache refresh {token}: no provider's hosts match it")
@@ -185,6 +188,8 @@ def cmd_refresh(token: str | None, out: TextIO) -> int:
             if host is not None and p.answer(Query(host), fetch=False) is None:
                 raise NoKeysError(f"{host}: provider {p.name!r} lists no such host")
         except SshpinError as e:
+            if host is not None:  # one provider, one host: its error is the answer
+                raise e.prefixed("cache refresh") from None
             say("cache refresh", str(e), e.hint)
             failed = e
             continue

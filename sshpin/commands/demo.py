@@ -217,7 +217,7 @@ def write_ssh_config(path: str, hook: list[str], patterns: str) -> None:
     with open(path, "w") as f:
         f.write(
             f"Host {patterns}\n"
-            f"    KnownHostsCommand {' '.join(hook)} known-hosts %I %H %t %K\n"
+            f"    KnownHostsCommand {' '.join(hook)} known-hosts %I %H %t %K %k %p\n"
             "    StrictHostKeyChecking yes\n"
             "Host *\n"
             "    GlobalKnownHostsFile /dev/null\n"
@@ -253,6 +253,7 @@ def run(verbose: bool = False) -> int:
         server = ReferenceServer(api, context).start()
         cache_dir = os.path.join(d, "cache")
         config_path = os.path.join(d, "config.toml")
+        sshd = Sshd(os.path.join(d, "sshd"), [os.path.join(d, "capsul_host_ed25519")], authorized)
         with open(config_path, "w") as f:
             f.write(
                 "[[provider]]\n"
@@ -261,6 +262,7 @@ def run(verbose: bool = False) -> int:
                 f'api_url = "{server.api_url}"\n'
                 'hosts = ["127.0.0.1", "capsul-*"]\n'
                 f'ca_bundle = "{ca_path}"\n'
+                f"ports = [{sshd.port}]  # the capsul's sshd (a demo cannot listen on 22)\n"
             )
         os.environ.update(
             SSHPIN_CONFIG=config_path, SSHPIN_CACHE_DIR=cache_dir, SSHPIN_TOKEN_DEMO=token
@@ -269,7 +271,6 @@ def run(verbose: bool = False) -> int:
         write_ssh_config(ssh_config, hook_command(), "127.0.0.1 capsul-*")
         known_hosts = os.path.join(d, "known_hosts")
         open(known_hosts, "w").close()
-        sshd = Sshd(os.path.join(d, "sshd"), [os.path.join(d, "capsul_host_ed25519")], authorized)
         try:
             sshd.start()
             argv = ssh_argv(ssh_config, os.path.join(d, "client_ed25519"), sshd.port, known_hosts)

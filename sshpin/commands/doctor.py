@@ -12,6 +12,7 @@ from sshpin.commands.proxy import managed_known_hosts
 from sshpin.commands.setup import (
     HOOK_ARGS,
     LEGACY_MARK,
+    _directive,
     _read,
     hook_command,
     include_state,
@@ -175,8 +176,14 @@ def run(ssh_config: str, explicit: bool, check_providers: bool = True) -> list[C
                 ok = command == hook
                 what = "knownhostscommand"
             if ok and strict == "true":
+                ports = config_mod.ports_text(p.ports)
                 checks.append(
-                    Check(f"ssh {p.name}", True, f"ssh -G {host}: sshpin hook, strict checking")
+                    Check(
+                        f"ssh {p.name}",
+                        True,
+                        f"ssh -G {host}: sshpin hook, strict checking; the provider vouches "
+                        f"on port(s) {ports} (see 'ports' in sshpin.conf(5))",
+                    )
                 )
             else:
                 checks.append(
@@ -189,6 +196,11 @@ def run(ssh_config: str, explicit: bool, check_providers: bool = True) -> list[C
                         "line for this host wins over sshpin's",
                     )
                 )
+
+    if cfg is not None and version is not None and not legacy:
+        hook = " ".join(hook_command()) + " " + HOOK_ARGS
+        for name, hostname in capsul_blocks(text or ""):
+            checks.append(_block_check(ssh, ssh_config, explicit, cfg, hook, name, hostname))
 
     if cfg is not None and check_providers:
         for p in cfg.providers:
@@ -203,6 +215,71 @@ def run(ssh_config: str, explicit: bool, check_providers: bool = True) -> list[C
     except OSError as e:
         checks.append(Check("cache", False, f"{cache}: {e.strerror}", "check its parent"))
     return checks
+
+
+def capsul_blocks(text: str) -> list[tuple[str, str]]:
+    """(name, HostName) of each ``Host`` block of an ssh config whose literal name or HostName
+    looks like a capsul (``capsul-...``): the ones a user means sshpin to pin. ``Include``d
+    files are not followed; ``Match`` blocks name no host."""
+    from sshpin.core.names import is_capsul_id
+
+    blocks: list[tuple[list[str], str]] = []
+    for line in text.splitlines():
+        key, rest = _directive(line)
+        if key == "host":
+            literal = [w.strip('"').lower() for w in rest.split()]
+            blocks.append(([w for w in literal if not any(c in w for c in "*?!")], ""))
+        elif key == "match":
+            blocks.append(([], ""))
+        elif key == "hostname" and blocks and not blocks[-1][1]:
+            blocks[-1] = (blocks[-1][0], rest.split()[0].strip('"').lower() if rest else "")
+    out: list[tuple[str, str]] = []
+    for names, hostname in blocks:
+        for name in names:
+            if is_capsul_id(name) or name.startswith("capsul") or is_capsul_id(hostname):
+                out.append((name, hostname))
+    return out
+
+
+def _block_check(
+    ssh: str,
+    ssh_config: str,
+    explicit: bool,
+    cfg: config_mod.Config,
+    hook: str,
+    name: str,
+    hostname: str,
+) -> Check:
+    """Can sshpin vouch for ``Host name`` (``HostName hostname``)? The hook is handed the name
+    as ``%k`` and the HostName as ``%H``: a provider (or a pin) must cover one of them, and
+    ssh must run the hook for the name."""
+    from sshpin.providers import provider_for
+
+    label = f"host {name}"
+    shown = f"{ssh_config}: Host {name}" + (f" (HostName {hostname})" if hostname else "")
+    covered = provider_for(cfg, name) or (hostname and provider_for(cfg, hostname))
+    if not covered and name not in pins.hosts() and hostname not in pins.hosts():
+        return Check(
+            label,
+            False,
+            f"{shown} looks like a capsul, but no provider's hosts name it"
+            + (f" or {hostname}" if hostname else "")
+            + ": ssh falls back to known_hosts for it",
+            f"add {name!r} (or a pattern such as 'capsul-*') to a provider's hosts in "
+            f"{config_mod.config_path()}, then sshpin setup",
+        )
+    try:
+        seen = effective(ssh, ssh_config, explicit, name)
+    except SshpinError as e:
+        return Check(label, False, str(e), f"fix {ssh_config}")
+    if seen.get("knownhostscommand", "none") != hook:
+        return Check(
+            label,
+            False,
+            f"{shown}: ssh -G {name} does not run sshpin's hook",
+            "sshpin setup (the snippet's Host patterns must match the name you type)",
+        )
+    return Check(label, True, f"{shown}: sshpin vouches for it")
 
 
 def _home_check(ssh: str, ssh_config: str, explicit: bool, config_path: str) -> Check:
@@ -245,13 +322,15 @@ def _provider_check(p: config_mod.ProviderConfig) -> Check:
         started = time.monotonic()
         detail = for_config(p).check()
     except AuthError as e:
-        return Check(name, False, str(e), e.hint or f"sshpin login {p.name}")
+        from sshpin.trust.credentials import token_hint
+
+        return Check(name, False, str(e), e.hint or token_hint(p.name, p.get("token_command")))
     except SshpinError as e:
         return Check(
             name, False, str(e), e.hint or "check the provider's URL, the network, and ca_bundle"
         )
     ms = (time.monotonic() - started) * 1000
-    return Check(name, True, f"{detail}, {ms:.0f} ms")
+    return Check(name, True, f"{detail}, {ms:.0f} ms; port(s) {config_mod.ports_text(p.ports)}")
 
 
 def report_ok(checks: list[Check]) -> bool:

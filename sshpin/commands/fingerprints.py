@@ -15,11 +15,12 @@ def cmd_fingerprints(token: str, md5: bool, out: TextIO) -> int:
     """As ``ssh-keygen -l [-E md5] -f`` over the known_hosts lines the hook prints for HOST."""
     query = host_arg(token)
     try:
-        lines = lookup(query).lines(token)
+        answer = lookup(query)
+        lines, why = answer.lines(token), answer.why
     except SshpinError as e:
         raise e.prefixed(f"fingerprints {token}") from None
     if not lines:
-        raise NoKeysError(f"fingerprints {token}: no provider or pin vouches for {query.host}")
+        raise NoKeysError(f"fingerprints {token}: no provider or pin vouches for it ({why})")
 
     for line in lines:
         marker = line.startswith("@")

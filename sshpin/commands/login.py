@@ -36,7 +36,20 @@ def cmd_login(name: str) -> int:
 def cmd_logout(name: str) -> int:
     cfg = load_config()
     if cfg is not None and not any(p.name == name for p in cfg.providers):
-        say("logout", f"note: no provider named {name!r} in {cfg.path}")
+        known = ", ".join(p.name for p in cfg.providers) or "none"
+        unknown = UsageError(
+            f"logout: no provider named {name!r} in {cfg.path} (known: {known}), "
+            "and no token stored for it",
+            "sshpin logout NAME, with NAME as in the config",
+        )
+        try:  # a provider removed from the config may have left its token behind
+            removed = credentials.delete_token(name)
+        except SshpinError:
+            raise unknown from None
+        if not removed:
+            raise unknown
+        sys.stdout.write(f"removed the token for {name!r} (no longer in the config)\n")
+        return EXIT_OK
     if credentials.delete_token(name):
         sys.stdout.write(f"removed the token for {name!r} from the keyring\n")
     else:

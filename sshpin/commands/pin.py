@@ -16,7 +16,7 @@ from sshpin.store.history import append_history, history_record
 def cmd_pin(token: str, stdin: TextIO, out: TextIO) -> int:
     from sshpin.core.fingerprint import keygen_line, randomart
 
-    host = host_arg(token).host
+    host = host_arg(token).name  # ``host`` (port 22) or ``[host]:port``, as known_hosts has it
     text = stdin.read(pins.MAX_INPUT + 1)
     if len(text) > pins.MAX_INPUT:
         raise UsageError(f"pin {host}: more than 64 KiB on standard input")
@@ -64,7 +64,7 @@ def _history(record: dict[str, object]) -> None:
 
 
 def cmd_unpin(token: str, out: TextIO) -> int:
-    host = host_arg(token).host
+    host = host_arg(token).name
     try:
         old = pins.read(host)
     except SshpinError:

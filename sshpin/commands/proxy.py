@@ -25,7 +25,7 @@ import time
 
 from sshpin.core import config
 from sshpin.core.files import atomic_write, ensure_dir, read_small
-from sshpin.core.names import Query, is_capsul_id, valid_host
+from sshpin.core.names import DEFAULT_PORT, Query, is_capsul_id, valid_host
 from sshpin.errors import NoKeysError, ProviderError, SshpinError, UsageError, say
 from sshpin.lookup import lookup
 from sshpin.providers import load_config, provider_for
@@ -63,8 +63,10 @@ def target(host: str, port: int) -> tuple[str, list[str]]:
     resolved through the provider; a capsul sshpin cannot find is an error. Lines the
     provider vouches for carry their ``sshpin-until`` limit."""
     token = name_for(host, port)
-    provider = provider_for(load_config(cache=config.cache_dir()), host)
-    named = is_capsul_id(host) or (provider is not None and host in provider.aliases)
+    cfg = load_config(cache=config.cache_dir())
+    provider = provider_for(cfg, host, port)  # None on a port no provider vouches on
+    named_by = provider_for(cfg, host)
+    named = is_capsul_id(host) or (named_by is not None and host in named_by.aliases)
     try:
         answer = lookup(Query(token))
     except SshpinError as e:
@@ -75,9 +77,17 @@ def target(host: str, port: int) -> tuple[str, list[str]]:
     lines = vouched_lines(token, answer.pin, answer.entry, provider)  # pins: no limit
     if not named:
         return host, lines
-    if answer.entry is None or not answer.entry.address:
+    entry = answer.entry
+    if provider is None and port != DEFAULT_PORT:
+        # another sshd on the capsul (a container's): the capsul's port-22 entry tells its
+        # address; its keys are that sshd's, so none is vouched for this port
+        try:
+            entry = lookup(Query(host)).entry
+        except SshpinError as e:
+            raise e.prefixed(f"proxy {host}") from None
+    if entry is None or not entry.address:
         raise NoKeysError(f"proxy {host}: the provider lists no address for it")
-    return answer.entry.address, lines
+    return entry.address, lines
 
 
 def record(token: str, lines: list[str], now: float | None = None) -> None:

@@ -24,13 +24,20 @@ import stat
 import sys
 import sysconfig
 
-from sshpin.core.config import ProviderConfig, config_dir, config_path, parse_document, parse_file
+from sshpin.core.config import (
+    ProviderConfig,
+    config_dir,
+    config_path,
+    parse_document,
+    parse_file,
+    ports_text,
+)
 from sshpin.core.files import atomic_write
 from sshpin.errors import ConfigError, UsageError
 from sshpin.errors import say as warn
 from sshpin.providers import validate_table
 
-HOOK_ARGS = "known-hosts %I %H %t %K"
+HOOK_ARGS = "known-hosts %I %H %t %K %k %p"
 INCLUDE_MARK = "# sshpin: pinned host keys; 'sshpin setup --undo' removes this line and the next"
 SNIPPET_HEAD = "# Written by 'sshpin setup' from"
 BLOCK_BEGIN = "# sshpin setup added this provider"
@@ -152,13 +159,16 @@ def render_snippet(
         f"{SNIPPET_HEAD} {source}; edit that file and run 'sshpin setup' again.",
         "# See sshpin(1). Each block hands the hosts of one provider to sshpin:",
         "# ssh asks sshpin for their authentic keys and refuses any other key, with no prompt.",
+        "# A Host pattern cannot name a port: ssh asks sshpin on every port, and sshpin vouches",
+        "# only on the provider's 'ports' (22 unless set). On another port it prints nothing and",
+        "# ssh checks your own known_hosts, still with no prompt ('sshpin pin [host]:port').",
     ]
     if legacy:
         lines.append(LEGACY_MARK)
     for p in providers:
         patterns, skipped = ssh_patterns(p.hosts)
         lines.append("")
-        lines.append(f'# provider "{p.name}" ({p.type})')
+        lines.append(f'# provider "{p.name}" ({p.type}), port(s) {ports_text(p.ports)}')
         if skipped:
             lines.append(f"# no ssh Host pattern can express: {' '.join(skipped)}")
         if not any(not pat.startswith("!") for pat in patterns):
@@ -166,12 +176,30 @@ def render_snippet(
             continue
         lines.append("Host " + " ".join(patterns))
         lines.extend(_directives(command, legacy))
-    if pinned:
+    hosts = _pinned_hosts(pinned or [])
+    if hosts:
         lines.append("")
-        lines.append("# hosts pinned with 'sshpin pin'")
-        lines.append("Host " + " ".join(pinned))
+        lines.append("# hosts pinned with 'sshpin pin' (a Host line names no port: the hook")
+        lines.append("# serves a pin of [host]:port on that port only, and of a bare host on 22)")
+        lines.append("Host " + " ".join(hosts))
         lines.extend(_directives(command, legacy))
     return "\n".join(lines) + "\n"
+
+
+def _pinned_hosts(names: list[str]) -> list[str]:
+    """The hosts of pin names (``host`` or ``[host]:port``), once each, in order."""
+    from sshpin.core.names import split_host
+    from sshpin.errors import SshpinError
+
+    out: list[str] = []
+    for name in names:
+        try:
+            host = split_host(name)[0]
+        except SshpinError:
+            continue  # not a pin sshpin wrote
+        if host not in out:
+            out.append(host)
+    return out
 
 
 def current_snippet(legacy: bool | None = None) -> tuple[str, str]:
@@ -298,7 +326,7 @@ def _toml_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def provider_block(name: str, api_url: str, hosts: list[str]) -> str:
+def provider_block(name: str, api_url: str, hosts: list[str], ca_bundle: str = "") -> str:
     body = (
         "[[provider]]\n"
         f"name = {_toml_string(name)}\n"
@@ -306,6 +334,8 @@ def provider_block(name: str, api_url: str, hosts: list[str]) -> str:
         f"api_url = {_toml_string(api_url)}\n"
         f"hosts = [{', '.join(_toml_string(h) for h in hosts)}]\n"
     )
+    if ca_bundle:
+        body += f"ca_bundle = {_toml_string(ca_bundle)}\n"
     digest = hashlib.sha256(body.encode()).hexdigest()[:16]
     head = f"{BLOCK_BEGIN} (sha256:{digest}); 'sshpin setup --undo' removes it unless edited"
     return f"{head}\n{body}{BLOCK_END}\n"
@@ -428,12 +458,13 @@ def setup(
     api_url: str | None = None,
     hosts: list[str] | None = None,
     legacy: bool | None = None,
+    ca_bundle: str | None = None,
 ) -> list[str]:
     """Do the setup; return one line per change (empty when nothing needed to change)."""
     say: list[str] = []
     created: list[str] = []  # what did not exist before: undo removes exactly these
     try:
-        _setup(ssh_config, provider, api_url, hosts, legacy, say, created)
+        _setup(ssh_config, provider, api_url, hosts, legacy, say, created, ca_bundle)
     finally:
         if created:
             _remember_created(created)
@@ -448,12 +479,18 @@ def _setup(
     legacy: bool | None,
     say: list[str],
     created: list[str],
+    ca_bundle: str | None = None,
 ) -> None:
     path = config_path()
+    if ca_bundle:
+        ca_bundle = os.path.abspath(os.path.expanduser(ca_bundle))
+        if not os.path.isfile(ca_bundle):
+            raise UsageError(f"setup: --ca-bundle {ca_bundle}: no such file")
+    hosts = list(dict.fromkeys(hosts)) if hosts else None  # repeated --hosts add up, once each
     if provider is not None:
-        _add_provider(path, provider, api_url, hosts or ["capsul-*"], say, created)
-    elif api_url is not None or hosts:
-        raise UsageError("setup: --api-url and --hosts need --provider NAME")
+        _add_provider(path, provider, api_url, hosts or ["capsul-*"], say, created, ca_bundle)
+    elif api_url is not None or hosts or ca_bundle:
+        raise UsageError("setup: --api-url, --hosts and --ca-bundle need --provider NAME")
     snippet, text = current_snippet(legacy)
     old, mode = _read(snippet)
     if old != text:
@@ -471,7 +508,13 @@ def _setup(
 
 
 def _add_provider(
-    path: str, name: str, api_url: str | None, hosts: list[str], say: list[str], created: list[str]
+    path: str,
+    name: str,
+    api_url: str | None,
+    hosts: list[str],
+    say: list[str],
+    created: list[str],
+    ca_bundle: str | None = None,
 ) -> None:
     text, mode = _read(path)
     existing = {p.name: p for p in parse_file(path, validate_table)} if text is not None else {}
@@ -480,6 +523,7 @@ def _add_provider(
         differs = (api_url is not None and have.get("api_url") != api_url.rstrip("/")) or (
             have.hosts != [h.lower() for h in hosts]
         )
+        differs = differs or bool(ca_bundle and have.get("ca_bundle") != ca_bundle)
         if differs:
             raise ConfigError(
                 f"setup: {path}: provider {name!r} is already configured differently "
@@ -488,7 +532,7 @@ def _add_provider(
         return
     if api_url is None:
         raise UsageError(f"setup: provider {name!r} is new: give its --api-url")
-    block = provider_block(name, api_url, hosts)
+    block = provider_block(name, api_url, hosts, ca_bundle or "")
     import tomllib
 
     try:  # validate exactly what will be written, before writing anything

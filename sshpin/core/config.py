@@ -22,7 +22,7 @@ from sshpin.errors import ConfigError
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (about 2 ms)
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Container
+    from collections.abc import Callable, Collection
     from typing import Any
 
     Validate = Callable[[dict[str, Any]], dict[str, Any]]
@@ -39,7 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "ca_key_files": [],
     "revoked_keys": [],
 }
-COMPILED_VERSION = 4  # 3: providers carry their trust context; 4: paths resolved
+COMPILED_VERSION = 5  # 3: providers carry their trust context; 4: paths resolved; 5: ports
 MAX_CONFIG = 1 << 20
 MAX_COMPILED = 4 << 20
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
@@ -77,6 +77,17 @@ class ProviderConfig:
     @property
     def aliases(self) -> dict[str, str]:
         return dict(self.data.get("aliases", {}))
+
+    @property
+    def ports(self) -> list[int] | None:
+        """The ports this provider vouches for; None: any port (``ports`` in sshpin.conf(5))."""
+        value = self.data.get("ports", [22])  # absent (never, once validated): the narrow one
+        return None if value is None else list(value)
+
+    def covers(self, port: int) -> bool:
+        """Does this provider vouch for the sshd on ``port``? (On the hook's hot path.)"""
+        value = self.data.get("ports", [22])
+        return value is None or port in value
 
     def get(self, key: str) -> Any:
         return self.data.get(key, DEFAULTS.get(key))
@@ -331,10 +342,14 @@ def validate_common(table: dict[str, Any], types: Collection[str]) -> dict[str, 
     return {"name": name, "type": kind, "hosts": [h.lower() for h in hosts]}
 
 
-def check_keys(table: dict[str, Any], allowed: Container[str], kind: str) -> None:
+def check_keys(table: dict[str, Any], allowed: Collection[str], kind: str) -> None:
     for key in table:
         if key not in COMMON_KEYS and key not in allowed and key != BASE_KEY:
-            raise ValueError(f"unknown key {key!r} for a provider of type {kind!r}")
+            import difflib
+
+            near = difflib.get_close_matches(key, sorted(COMMON_KEYS | set(allowed)), 1)
+            guess = f" (did you mean {near[0]!r}?)" if near else ""
+            raise ValueError(f"unknown key {key!r} for a provider of type {kind!r}{guess}")
 
 
 def freshness(table: dict[str, Any], out: dict[str, Any]) -> None:
@@ -343,6 +358,26 @@ def freshness(table: dict[str, Any], out: dict[str, Any]) -> None:
     out["stale_seconds"] = parse_duration(table.get("stale_if_error", "7d"), "stale_if_error")
     if out["ttl_seconds"] <= 0:
         raise ValueError("ttl: must be longer than zero")
+
+
+def ports(table: dict[str, Any], out: dict[str, Any], default: list[int] | None) -> None:
+    """``ports``: the ports whose sshd the provider's keys belong to (``default`` when unset;
+    None: any port). A host on another port is not managed by this provider."""
+    if "ports" not in table:
+        out["ports"] = default
+        return
+    value = table["ports"]
+    if not isinstance(value, list) or not value:
+        raise ValueError("ports: expected a list of port numbers, e.g. [22, 2222]")
+    for port in value:
+        if type(port) is not int or not 0 < port < 65536:
+            raise ValueError(f"ports: {port!r} is not a port number (1-65535)")
+    out["ports"] = sorted(set(value))
+
+
+def ports_text(value: list[int] | None) -> str:
+    """``ports`` for people: ``22``, ``22, 2222`` or ``any``."""
+    return "any" if value is None else ", ".join(str(p) for p in value)
 
 
 def flag(table: dict[str, Any], key: str, default: bool = False) -> bool:

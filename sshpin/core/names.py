@@ -113,20 +113,50 @@ def ip_literal(host: str) -> str | None:
         return None
 
 
+DEFAULT_PORT = 22
+
+
+def port_name(host: str, port: int | None) -> str:
+    """A host and port as ssh writes them in known_hosts: ``host`` for port 22, else
+    ``[host]:port``. Pins are kept by this name: as in known_hosts, a bare name is port 22 only."""
+    return host if port in (None, DEFAULT_PORT) else f"[{host}]:{port}"
+
+
 class Query:
     """What sshpin is asked: the keys trusted for a host, maybe given the key it offered.
 
     ``token`` is ssh's ``%H`` exactly as given (the host field of every printed line); ``host``
-    is its lower-cased name without the port, which is what sshpin resolves and caches by.
+    is its lower-cased name without the port, which is what providers resolve and cache by;
+    ``port`` is the port (22 when ``%H`` has none) and ``name`` the two as known_hosts writes
+    them (``host`` or ``[host]:port``), which pins are kept by.
     ``want`` is the server's key blob (``%K``), None when no key is offered (an ORDER call).
+    ``alias`` is ssh's ``%k`` (the HostKeyAlias, else the host as typed), lower-cased, when it
+    names another host than ``%H``: sshpin resolves by it first (lookup.py).
+    ``port`` may be given when ``%H`` carries none although ssh connects to another port (ssh
+    9.2's ORDER call hands a bare ``%H``; the hook then passes ``%p``).
     """
 
-    __slots__ = ("host", "port", "token", "want")
+    __slots__ = ("alias", "host", "name", "port", "token", "want")
 
-    def __init__(self, token: str, want: bytes | None = None) -> None:
-        self.host, self.port = split_host(token)
+    def __init__(
+        self, token: str, want: bytes | None = None, port: int | None = None, alias: str = ""
+    ) -> None:
+        host, given = split_host(token)
+        if given is None:
+            given = port
+        self.host = host
+        self.port = DEFAULT_PORT if given is None else given
+        self.name = port_name(host, self.port)
         self.token = token
         self.want = want
+        self.alias = alias if alias != host else ""
+
+    def as_alias(self) -> Query:
+        """The same question about the host ``%k`` names (lines keep ``%H``, ``token``)."""
+        other = Query(self.token, self.want, self.port)
+        other.host = self.alias
+        other.name = port_name(self.alias, self.port)
+        return other
 
 
 def _probes() -> list[str]:

@@ -54,8 +54,10 @@ def load_config(path: str | None = None, cache: str | None = None) -> Config | N
     return load(validate_table, path, cache)
 
 
-def provider_for(cfg: Config | None, host: str) -> ProviderConfig | None:
-    """The first provider whose ``hosts`` cover ``host`` (lower case, no port)."""
+def provider_for(cfg: Config | None, host: str, port: int = 22) -> ProviderConfig | None:
+    """The first provider whose ``hosts`` cover ``host`` (lower case, no port) and whose
+    ``ports`` cover ``port``: the one lookup.py asks."""
     from sshpin.core.names import hosts_match
 
-    return next((p for p in (cfg.providers if cfg else []) if hosts_match(p.hosts, host)), None)
+    found = (p for p in (cfg.providers if cfg else []) if p.covers(port))
+    return next((p for p in found if hosts_match(p.hosts, host)), None)

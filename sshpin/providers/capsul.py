@@ -16,10 +16,19 @@ from sshpin.core.config import (
     https_url,
     key_lines,
     path_value,
+    ports,
     string,
     trust_context,
 )
-from sshpin.errors import NoKeysError, ProviderError, SshpinError, VerificationError, log, say
+from sshpin.errors import (
+    AuthError,
+    NoKeysError,
+    ProviderError,
+    SshpinError,
+    VerificationError,
+    log,
+    say,
+)
 from sshpin.providers.interface import Provider, Row, unknown_key
 from sshpin.providers.matching import resolve
 from sshpin.store.cachedir import ProviderCache
@@ -38,7 +47,7 @@ SKEW = 300.0  # clocks may differ this much
 class CapsulProvider(Provider):
     KEYS = frozenset(
         {"api_url", "aliases", "resolve_dns", "signing_keys", "ca_bundle", "token_command"}
-        | {"ttl", "stale_if_error", "account", "allow_unbound"}
+        | {"ttl", "stale_if_error", "account", "allow_unbound", "ports"}
     )
     takes_token = True
 
@@ -54,6 +63,7 @@ class CapsulProvider(Provider):
         from sshpin.core.names import is_capsul_id, valid_host
 
         freshness(table, out)
+        ports(table, out, [22])
         out["signing_keys"] = key_lines(_list(table, "signing_keys"))
         out["ca_bundle"] = path_value(table, "ca_bundle")
         out["api_url"] = https_url(string(table, "api_url"), "api_url").rstrip("/")
@@ -236,13 +246,18 @@ class CapsulProvider(Provider):
     def _get(self, url: str, headers: dict[str, str], limit: int, allow_404: bool = False) -> Any:
         """One authenticated GET of the provider's API (trust/http.py: TLS, caps, retries)."""
         from sshpin.trust import http
-        from sshpin.trust.credentials import get_token
+        from sshpin.trust.credentials import get_token, token_hint
 
         token = self.token or get_token(self.name, str(self.cfg.get("token_command") or ""))
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", **headers}
         s = http.session(str(self.cfg.get("ca_bundle") or ""))
         try:
             return http.get(s, url, headers, limit, f"provider {self.name!r}", allow_404)
+        except AuthError as e:
+            if self.token is not None or e.hint:
+                raise
+            hint = token_hint(self.name, str(self.cfg.get("token_command") or ""))
+            raise AuthError(e.message, hint) from None  # the fix for the token source in use
         finally:
             s.close()
 

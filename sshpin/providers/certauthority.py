@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sshpin.core.config import key_lines, path_list, string_list
+from sshpin.core.config import key_lines, path_list, ports, string_list
 from sshpin.core.files import read_trusted
 from sshpin.core.keys import SIGNING_KEY_TYPES, HostKey, parse_key_lines, parse_line
 from sshpin.core.names import too_broad
@@ -26,7 +26,7 @@ MAX_CA_FILE = 65536
 
 
 class CertAuthorityProvider(Provider):
-    KEYS = frozenset({"ca_keys", "ca_key_files", "revoked_keys"})
+    KEYS = frozenset({"ca_keys", "ca_key_files", "revoked_keys", "ports"})
     caches = False
 
     @staticmethod
@@ -37,6 +37,7 @@ class CertAuthorityProvider(Provider):
                 f"hosts: a certificate authority may not vouch for every host ({broad}); "
                 "name the hosts or domains it signs for"
             )
+        ports(table, out, None)  # a host certificate names its host, whatever the port
         ca_keys = string_list(table, "ca_keys")
         files = path_list(table, "ca_key_files")
         out["ca_keys"] = key_lines(ca_keys)

@@ -27,6 +27,7 @@ from sshpin.core.config import (
     https_url,
     key_lines,
     path_value,
+    ports,
     string,
     string_list,
     trust_context,
@@ -52,7 +53,9 @@ SKEW = 300.0
 
 
 class UrlProvider(Provider):
-    KEYS = frozenset({"url", "signing_keys", "ca_bundle", "ttl", "stale_if_error", "allow_unbound"})
+    KEYS = frozenset(
+        {"url", "signing_keys", "ca_bundle", "ttl", "stale_if_error", "allow_unbound", "ports"}
+    )
 
     def __init__(self, cfg: ProviderConfig, root: str) -> None:
         super().__init__(cfg, root)
@@ -61,6 +64,7 @@ class UrlProvider(Provider):
     @staticmethod
     def validate(table: dict[str, Any], out: dict[str, Any]) -> None:
         freshness(table, out)
+        ports(table, out, [22])
         out["signing_keys"] = key_lines(string_list(table, "signing_keys"))
         out["ca_bundle"] = path_value(table, "ca_bundle")
         url = https_url(string(table, "url"), "url")

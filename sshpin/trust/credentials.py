@@ -42,9 +42,17 @@ def get_token(provider: str, token_command: str = "") -> str:
     if token:
         return _check(token, "the keyring")
     raise AuthError(
-        f"no API token for provider {provider!r}: run 'sshpin login {provider}', "
-        f"set {env_name(provider)}, or set token_command in the config"
+        f"no API token for provider {provider!r}",
+        f"sshpin login {provider}, set {env_name(provider)}, or set token_command in the config",
     )
+
+
+def token_hint(provider: str, token_command: str) -> str:
+    """What to do about a rejected token, from the source that gave it."""
+    source = overriding_source(provider, token_command)
+    if source is None:
+        return f"sshpin login {provider}"
+    return f"the token came from {source}: correct it there (it is used before the keyring)"
 
 
 def _run_token_command(provider: str, command: str) -> str:

@@ -109,8 +109,13 @@ def _pem_certificates(raw: bytes) -> str:
     return "\n".join(out) + "\n"
 
 
+class _Session(requests.Session):
+    ca_bundle = ""  # the provider's ca_bundle, for the hint of a TLS failure
+
+
 def session(ca_bundle: str = "") -> requests.Session:
-    s = requests.Session()
+    s = _Session()
+    s.ca_bundle = ca_bundle
     s.trust_env = False
     s.headers["User-Agent"] = USER_AGENT
     s.max_redirects = 0
@@ -147,6 +152,17 @@ class _Expired(BaseException):
 
 def _alarm(signum: int, frame: object) -> None:
     raise _Expired
+
+
+def _tls_hint(s: requests.Session) -> str:
+    """What to do about a certificate sshpin could not verify, from the CA source in use."""
+    ca_bundle = getattr(s, "ca_bundle", "")
+    if ca_bundle:
+        return f"check that ca_bundle {ca_bundle} holds the CA of the provider's certificate"
+    return (
+        "for a provider with a private CA, set ca_bundle in the provider's table "
+        "(sshpin setup --ca-bundle FILE); otherwise check the system's CA certificates"
+    )
 
 
 def get(
@@ -211,7 +227,9 @@ def _get(
                 verify=True,
             )
         except requests.exceptions.SSLError as e:
-            raise ProviderError(f"{what}: TLS verification failed: {_reason(e)}") from e
+            raise ProviderError(
+                f"{what}: TLS verification failed: {_reason(e)}", _tls_hint(s)
+            ) from e
         except requests.exceptions.ConnectTimeout as e:
             raise ProviderError(f"{what}: connection timed out") from e
         except requests.exceptions.ConnectionError as e:

@@ -244,3 +244,30 @@ def test_rotation_through_real_ssh_is_recorded_and_announced_once(
     assert events == [("first-seen", [old], []), ("changed", [new], [old])]
     text = ssh.pin.run("cache", "history", "capsul-test1").stdout.splitlines()
     assert len(text) == 2 and f"+{new} -{old}" in text[1]
+
+
+def test_refresh_of_an_unknown_capsul_fails_and_says_why_once(
+    pin: Pin, provider: ReferenceServer, keys: Keys
+) -> None:
+    provider.api.add("capsul-a", [keys.pub(keys.host)])
+    done = pin.run("cache", "refresh", "capsul-nosuch")
+    assert done.returncode == 2
+    assert done.stderr == (
+        "sshpin: cache refresh: capsul-nosuch: provider 'capsul' lists no such host\n"
+    )
+
+
+def test_logout_of_an_unknown_provider_says_so_and_fails(pin: Pin) -> None:
+    pin.env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.null.Keyring"
+    done = pin.run("logout", "capsl")
+    assert done.returncode == 1
+    assert "no provider named 'capsl'" in done.stderr and "(known: capsul)" in done.stderr
+    assert "keyring" not in done.stderr
+
+
+def test_proxy_help_shows_the_tokens_as_written() -> None:
+    from tests.conftest import SSHPIN
+
+    done = subprocess.run([SSHPIN, "proxy", "--help"], capture_output=True, text=True)
+    assert "ProxyCommand sshpin proxy %h %p." in " ".join(done.stdout.split())
+    assert "%%" not in done.stdout

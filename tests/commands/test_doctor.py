@@ -40,7 +40,9 @@ def test_doctor_passes_after_setup_and_names_each_failure(
     status, checks = doctor(pin, ssh_config)
     assert status == 1
     assert checks["provider capsul"]["ok"] is False
-    assert checks["provider capsul"]["fix"] == "sshpin login capsul"
+    fix = str(checks["provider capsul"]["fix"])  # the token came from the variable, not login
+    assert "SSHPIN_TOKEN_CAPSUL variable" in fix and "sshpin login" not in fix
+    assert fix not in str(checks["provider capsul"]["detail"])
     assert all(c["ok"] for name, c in checks.items() if name != "provider capsul")
 
     # --offline skips the providers
@@ -115,3 +117,30 @@ def test_doctor_says_which_files_ssh_reads_and_when_home_is_elsewhere(
     home = str(checks["home"]["detail"])
     assert home.startswith(f"ssh reads {ssh_config}, known hosts {account}/.ssh/known_hosts ")
     assert "$HOME" not in home and home.endswith(f"sshpin reads {pin.config}")
+
+
+def test_hints_follow_the_token_and_ca_sources_in_use(
+    pin: Pin, provider: ReferenceServer, tmp_path: Path
+) -> None:
+    ssh_config = tmp_path / "ssh_config"
+    assert pin.run("setup", "--ssh-config", str(ssh_config)).returncode == 0
+    # no token anywhere: the fix says how to give one, and the message does not repeat it
+    del pin.env["SSHPIN_TOKEN_CAPSUL"]
+    pin.env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.null.Keyring"
+    _, checks = doctor(pin, ssh_config)
+    check = checks["provider capsul"]
+    assert "no API token" in str(check["detail"]) and "sshpin login capsul" in str(check["fix"])
+    assert "sshpin login" not in str(check["detail"])
+    # a token_command's token rejected: fix it there (login would not help)
+    pin.write_config(extra='token_command = "echo wrong-token"\n')
+    _, checks = doctor(pin, ssh_config)
+    assert "token_command in the config" in str(checks["provider capsul"]["fix"])
+    hook = pin.hook("ORDER", "capsul-x")
+    assert "token rejected" in hook.stderr and "token_command in the config" in hook.stderr
+    # TLS: without ca_bundle, a private provider's certificate fails: the fix names it
+    pin.write_config()
+    pin.config.write_text(pin.config.read_text().replace("ca_bundle", "# ca_bundle"))
+    pin.env["SSHPIN_TOKEN_CAPSUL"] = "x"
+    _, checks = doctor(pin, ssh_config)
+    assert "TLS verification failed" in str(checks["provider capsul"]["detail"])
+    assert "sshpin setup --ca-bundle" in str(checks["provider capsul"]["fix"])

@@ -38,10 +38,14 @@ def test_pin_shows_what_ssh_keygen_shows_and_the_hook_serves_it(
     assert (pin_file.stat().st_mode & 0o777) == 0o600
     assert ((pin_user.dir / "pins").stat().st_mode & 0o777) == 0o700
 
-    hook = pin_user.hook("HOSTNAME", "[web.example.org]:2222", *host_pub.split()[:2])
+    hook = pin_user.hook("HOSTNAME", "web.example.org", *host_pub.split()[:2])
     assert hook.returncode == 0
-    assert hook.stdout == "[web.example.org]:2222 " + " ".join(host_pub.split()[:2]) + "\n"
+    assert hook.stdout == "web.example.org " + " ".join(host_pub.split()[:2]) + "\n"
     assert hook.stderr == ""
+    # as in known_hosts, a pin of a bare host name is for port 22 (written ``[host]:22`` too)
+    assert pin_user.hook("ORDER", "[web.example.org]:22").stdout.startswith("[web.example.org]:22 ")
+    other = pin_user.hook("HOSTNAME", "[web.example.org]:2222", *host_pub.split()[:2])
+    assert (other.returncode, other.stdout, other.stderr) == (0, "", "")
 
     # the same keys again: nothing changes; other keys: the old pin is backed up first
     again = pin(pin_user, "web.example.org", host_pub)
@@ -108,6 +112,10 @@ def test_real_ssh_uses_a_pin_and_refuses_another_key(pin_user: Pin, ssh: SSH, ke
     before = ssh.ssh("true")
     assert before.returncode == 255  # nothing vouches for it yet, and checking is strict
     assert pin(pin_user, "127.0.0.1", keys.pub(keys.host)).returncode == 0
+    bare = ssh.ssh("true")  # a bare host's pin is for port 22, as in known_hosts
+    assert bare.returncode == 255, bare.stderr
+    port = f"[127.0.0.1]:{ssh.sshd.port}"
+    assert pin(pin_user, port, keys.pub(keys.host)).returncode == 0
     done = ssh.ssh("echo", "pinned")
     assert done.returncode == 0, done.stderr
     assert done.stdout == "pinned\n"

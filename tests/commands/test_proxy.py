@@ -78,6 +78,7 @@ def test_a_capsul_id_resolves_to_its_ipv6_address(
 ) -> None:
     server = OneShot(socket.AF_INET6, lambda c: c.sendall(b"SSH-2.0-fake\r\n"))
     provider.api.add("capsul-six", [keys.pub(keys.host)], ipv6="::1")
+    pin.cover(server.port)
     done = proxy(pin, "capsul-six", server.port, keep_open=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout == b"SSH-2.0-fake\r\n"
@@ -87,6 +88,20 @@ def test_a_capsul_id_resolves_to_its_ipv6_address(
     assert ((pin.cache / "known_hosts").stat().st_mode & 0o777) == 0o600
 
 
+def test_another_port_of_a_capsul_reaches_its_address_with_no_key_vouched(
+    pin: Pin, provider: ReferenceServer, keys: Keys
+) -> None:
+    """A container's sshd on a capsul: the capsul id still names the address, but the
+    provider's keys are its port 22 sshd's, so none is written for this port."""
+    server = OneShot(socket.AF_INET6, lambda c: c.sendall(b"SSH-2.0-container\r\n"))
+    provider.api.add("capsul-six", [keys.pub(keys.host)], ipv6="::1")
+    done = proxy(pin, "capsul-six", server.port, keep_open=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"SSH-2.0-container\r\n" and done.stderr == b""
+    managed = pin.cache / "known_hosts"
+    assert not managed.exists() or f"[capsul-six]:{server.port}" not in managed.read_text()
+
+
 def test_clear_errors(pin: Pin, provider: ReferenceServer) -> None:
     unknown = proxy(pin, "capsul-nope", 22)
     assert unknown.returncode == 2
@@ -94,6 +109,7 @@ def test_clear_errors(pin: Pin, provider: ReferenceServer) -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    pin.cover(port)
     refused = proxy(pin, "127.0.0.1", port)
     assert refused.returncode == 3
     # 127.0.0.1 is managed here but no capsul has it: said, then the connection is tried
@@ -138,11 +154,12 @@ def test_ssh_scp_rsync_through_proxycommand_with_the_hook(
         proxied / "ssh_config",
         keys,
         f"Host capsul-*\n    ProxyCommand {PROXY}\n"
-        f"    KnownHostsCommand {' '.join(HOOK)} known-hosts %I %H %t %K\n"
+        f"    KnownHostsCommand {' '.join(HOOK)} known-hosts %I %H %t %K %k %p\n"
         "    StrictHostKeyChecking yes\n"
         f"    UserKnownHostsFile {proxied / 'empty'}\n",
     )
     (proxied / "empty").write_text("")
+    pin.cover(sshd.port)
     port = str(sshd.port)
     done = run(pin, "ssh", "-F", str(config), "-p", port, "capsul-test1", "echo", "via-proxy")
     assert done.returncode == 0, done.stderr
@@ -177,6 +194,7 @@ def test_legacy_mode_pins_without_knownhostscommand(
     pin: Pin, proxied: Path, sshd: Sshd, keys: Keys
 ) -> None:
     config = user_config(proxied / "ssh_config", keys)
+    pin.cover(sshd.port)
     setup = run(pin, SSHPIN, "setup", "--legacy", "--ssh-config", str(config))
     assert setup.returncode == 0, setup.stderr
     snippet = (pin.dir / "ssh_config").read_text()

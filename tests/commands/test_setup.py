@@ -284,3 +284,31 @@ def test_directive_parser_matches_ssh_keyword_rules(line: str) -> None:
         assert keyword == keyword.lower() and keyword
         assert not any(c in keyword for c in " \t=")
         assert stripped.lower().startswith(keyword)
+
+
+def test_setup_takes_a_ca_bundle_and_repeated_hosts_add_up(pin: Pin, tmp_path: Path) -> None:
+    new_user(pin)
+    ssh_config = tmp_path / "ssh_config"
+    done = setup(pin, ssh_config, "--provider", "capsul", "--api-url", pin.api_url,
+                 "--hosts", "capsul-*", "--hosts", "203.0.113.0/24", "capsul-*",
+                 "--ca-bundle", pin.ca_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    text = pin.config.read_text()
+    assert 'hosts = ["capsul-*", "203.0.113.0/24"]' in text
+    assert f'ca_bundle = "{pin.ca_path}"' in text
+    # the private provider's CA is in use: doctor reaches it with no hand edit
+    checks = pin.run("doctor", "--json", "--ssh-config", str(ssh_config)).stdout
+    assert '"check": "provider capsul",\n      "ok": true' in checks, checks
+    missing = setup(pin, ssh_config, "--provider", "other", "--api-url", pin.api_url,
+                    "--ca-bundle", str(tmp_path / "nope.pem"))  # fmt: skip
+    assert missing.returncode == 1 and "--ca-bundle" in missing.stderr
+    assert "nope.pem: no such file" in missing.stderr
+
+
+def test_an_unknown_key_gets_a_did_you_mean(pin: Pin) -> None:
+    pin.write_config(extra='ca_bundel = "x"\n')
+    done = pin.hook("ORDER", "capsul-x")
+    assert (
+        "unknown key 'ca_bundel' for a provider of type 'capsul' (did you mean 'ca_bundle'?)"
+        in (done.stderr)
+    )

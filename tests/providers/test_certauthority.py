@@ -151,3 +151,14 @@ def test_a_ca_for_every_host_is_refused(lab: Lab) -> None:
         done = lab.pin.hook("ORDER", "127.0.0.1")
         assert done.returncode == 0 and done.stdout == ""
         assert "hosts" in done.stderr
+
+
+def test_the_ca_vouches_on_any_port_unless_ports_says_otherwise(lab: Lab) -> None:
+    lab.serve()  # a container's sshd, on a port no provider default names
+    assert lab.sshd is not None
+    token = f"[localhost]:{lab.sshd.port}"
+    assert lab.ssh("localhost").stdout == "certified\n"
+    assert vouches_for_the_ca(lab, token).count("\n") == 1
+    lab.provider('["localhost", "127.0.0.1"]', "ports = [22]\n")
+    assert lab.pin.hook("ORDER", token).stdout == ""
+    assert refused(lab.ssh("localhost"))

@@ -65,6 +65,7 @@ def bucket(pin: Pin, provider: ReferenceServer, ops: dict[str, str], tmp_path: P
         f'url = "{provider.files_url}/hostkeys/{{host}}.pub"\n'
         f'signing_keys = ["{ops["ops"]}"]\n'
         f'ca_bundle = "{pin.ca_path}"\n'
+        f"ports = {pin.ports}\n"  # the ssh fixture, set up first or later, puts its sshd's port
     )
     return Bucket(provider, ops, tmp_path)
 

@@ -326,13 +326,15 @@ class CapsulProvider(Provider):
                 dropped |= self.store.drop_host(host)
             say(f"provider {self.name!r}", f"account changed from {before!r} to "
                 f"{doc.account!r}; cached keys of the old account dropped")  # fmt: skip
-        return (f"the provider lists {len(doc.capsuls)} capsul(s) of account {doc.account} "
-                "(recorded: documents for another account are refused)")  # fmt: skip
+        first = " on the first page of its listing" if doc.next_page else ""
+        return (f"the provider lists {len(doc.capsuls)} capsul(s){first} of account "
+                f"{doc.account} (recorded: documents for another account are refused)")  # fmt: skip
 
     def check(self) -> str:
         doc = self.fetch_document(None, time.time())
         signed = ", signature verified" if doc.signed else ""
-        return f"{self.url} lists {len(doc.capsuls)} capsul(s) of {doc.account}{signed}"
+        first = " on its first page (paged)" if doc.next_page else ""
+        return f"{self.url} lists {len(doc.capsuls)} capsul(s){first} of {doc.account}{signed}"
 
     # -- the fetch -----------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ cache byte for byte as it was."""
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,37 @@ def test_a_lookup_older_than_the_listing_is_a_rollback(
     out, err = ask(listed, 42)
     assert out == "" and err.count("\n") == 1 and "rollback" in err, err
     assert snapshot(listed.cache) == before
+
+
+def test_a_new_host_after_a_listing_is_read_from_the_index_alone(
+    pin: Pin, provider: ReferenceServer
+) -> None:
+    fleet(pin, provider, 10)
+    served(pin, 1)
+    document = pin.cache / "capsul" / "document.json"
+    st = document.stat()
+    with open(document, "r+b") as f:  # garbage in place: same inode, size and mtime
+        f.write(b"#" * st.st_size)
+    os.utime(document, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert requests_for(provider, lambda: served(pin, 8)) == []  # never parsed: the index
+
+
+def test_concurrent_cold_lookups_of_one_host_make_one_request(
+    pin: Pin, provider: ReferenceServer
+) -> None:
+    import subprocess
+
+    from tests.conftest import SSHPIN
+
+    fleet(pin, provider, 3_000)
+    served(pin, 1)  # the provider is now known to page
+    provider.api.delay = 0.5
+    line = generated_key(2_222)[0]
+    procs = [
+        subprocess.Popen([SSHPIN, "known-hosts", "HOSTNAME", host(2_222), *line.split()],
+                         env=pin.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]  # fmt: skip
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert all(out.split()[1:] == line.split() for out, _ in outs), outs
+    assert provider.api.queries.count(f"host={host(2_222)}") == 1

@@ -54,7 +54,7 @@ class CapsulAPI:
         self.honour_host = True  # False: an old server, ?host= ignored
         self.gzip = False  # gzip answers to clients that accept it
         self.faults: dict[str, Any] = {}  # page_fail, token_cycle, page_account, page_bad_sig,
-        # bomb, lookup_other: see ``_answer``
+        # page_old (a page number), bomb, lookup_other (a generated capsul's index)
         self.queries: list[str] = []  # the query string of every GET of /capsuls
         self.bytes_sent = 0  # body bytes of every answer of /capsuls, as sent
 
@@ -136,6 +136,8 @@ class CapsulAPI:
             elif self.faults.get("lookup_other"):
                 selected = [generated_capsul(int(self.faults["lookup_other"]))]
             generated = self.generated_at or _iso(time.time())
+            if page_number is not None and page_number == self.faults.get("page_old"):
+                generated = _iso(time.time() - 3600)  # a page replayed from an hour ago
             account = self.account
             if page_number is not None and page_number == self.faults.get("page_account"):
                 account = "mallory@example.org"

@@ -356,8 +356,9 @@ class CapsulProvider(Provider):
         self, s: Any, url: str, previous: Document | None, now: float, listing: bool = True
     ) -> Document:
         """One answer of the API (a listing's page, or a lookup), fetched and verified:
-        signature, account, API binding, time, and (``listing``) the account's rollback
-        floor, recorded once it is passed."""
+        signature, account, API binding, time, and (``listing``: every page of a listing) the
+        account's rollback floor. The floor is raised only once the answer is kept
+        (``record_newest``)."""
         from sshpin.trust import http
         from sshpin.trust.credentials import get_token
         from sshpin.trust.document import MAX_BODY, parse_capsul_api
@@ -476,7 +477,7 @@ class CapsulProvider(Provider):
                         )
                     seen.add(token)
                     url = f"{self.url}?page_token={quote(token, safe='')}"
-                    page = self._page(s, url, None, now, listing=False)
+                    page = self._page(s, url, None, now)  # none below the account's floor
                     pages += 1
                     self._same_listing(first, page, pages)
                     first.generated_at = min(first.generated_at, page.generated_at)

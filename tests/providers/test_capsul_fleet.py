@@ -140,6 +140,7 @@ def listed(pin: Pin, provider: ReferenceServer, ops: tuple[str, object]) -> Pin:
         ("token_cycle", True, "repeats"),
         ("page_account", 2, "mix-and-match"),
         ("page_bad_sig", 4, "signature refused"),
+        ("page_old", 3, "rollback"),
         ("bomb", True, "exceeds the limit"),
     ],
 )

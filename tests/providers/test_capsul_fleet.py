@@ -13,7 +13,7 @@ import pytest
 from sshpin.commands.demo import keygen
 from sshpin.provider_side.refserver import ReferenceServer, generated_key
 from sshpin.trust import sshsig
-from tests.conftest import Pin
+from tests.conftest import Keys, Pin
 
 PAGE = 1000
 
@@ -215,3 +215,34 @@ def test_concurrent_cold_lookups_of_one_host_make_one_request(
     outs = [p.communicate(timeout=60) for p in procs]
     assert all(out.split()[1:] == line.split() for out, _ in outs), outs
     assert provider.api.queries.count(f"host={host(2_222)}") == 1
+
+
+def test_a_dns_name_of_a_paged_provider_is_looked_up_by_its_address(
+    pin: Pin, provider: ReferenceServer, keys: Keys
+) -> None:
+    pin.write_config(hosts='["capsul-*", "localhost"]')
+    fleet(pin, provider, 3_000)
+    served(pin, 1)  # the provider is now known to page
+    provider.api.add("capsul-local", [keys.pub(keys.host)], ipv4="127.0.0.1", ipv6="::1")
+    line = keys.pub(keys.host).split()[:2]
+    done = pin.hook("HOSTNAME", "localhost", *line)
+    assert done.stdout.split()[1:] == line, done.stderr
+    assert provider.api.queries[-1] in ("host=127.0.0.1", "host=%3A%3A1")
+
+
+def test_refresh_all_shows_progress_on_a_terminal_only(pin: Pin, provider: ReferenceServer) -> None:
+    import pty
+    import subprocess
+
+    from tests.conftest import SSHPIN
+
+    fleet(pin, provider, 2_500)
+    leader, follower = pty.openpty()
+    argv = [SSHPIN, "cache", "refresh", "--all"]
+    done = subprocess.run(argv, env=pin.env, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=follower, timeout=120)  # fmt: skip
+    os.close(follower)
+    shown = os.read(leader, 65536).decode()
+    os.close(leader)
+    assert done.returncode == 0
+    assert "page 3, 2500 capsuls" in shown, shown

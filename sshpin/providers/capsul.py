@@ -93,6 +93,8 @@ class CapsulProvider(Provider):
             self._save(derived)
             return derived
         if self.store.paged():
+            if fresh and derived is not None:
+                self._save(derived)  # fresh: an unknown key refetches at most once per 30 s
             return self._looked_up(query)
         documents = DocumentFetch(self, query.token)
         try:

@@ -246,3 +246,16 @@ def test_refresh_all_shows_progress_on_a_terminal_only(pin: Pin, provider: Refer
     os.close(leader)
     assert done.returncode == 0
     assert "page 3, 2500 capsuls" in shown, shown
+
+
+def test_an_unknown_key_of_a_listed_host_is_looked_up_once_per_30_s(
+    pin: Pin, provider: ReferenceServer
+) -> None:
+    fleet(pin, provider, 2_000)
+    assert pin.run("cache", "refresh", "--all").returncode == 0
+    wrong = generated_key(5)[0].split()
+    for _ in range(3):
+        done = pin.hook("HOSTNAME", host(6), *wrong)
+        assert wrong[1] not in done.stdout and "not one provider" in done.stderr, done.stderr
+    assert provider.api.queries[-1] == f"host={host(6)}"
+    assert provider.api.queries.count(f"host={host(6)}") == 1

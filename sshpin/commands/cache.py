@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from sshpin.core import config
@@ -183,8 +185,14 @@ def cmd_refresh(token: str | None, out: TextIO) -> int:
         raise NoKeysError("cache refresh: no provider to fetch from is configured")
     failed: SshpinError | None = None
     for p in targets:
+        p.all_pages = host is None  # --all: every page of a paged listing
+        p.progress = _progress(p.name) if host is None and sys.stderr.isatty() else None
         try:
-            changes = p.refresh(host)
+            try:
+                changes = p.refresh(host)
+            finally:
+                if p.progress is not None:
+                    sys.stderr.write("\n")
             if host is not None and p.answer(Query(host), fetch=False) is None:
                 raise NoKeysError(f"{host}: provider {p.name!r} lists no such host")
         except SshpinError as e:
@@ -203,6 +211,17 @@ def cmd_refresh(token: str | None, out: TextIO) -> int:
     if failed is not None:
         raise type(failed)("cache refresh: not every provider could be fetched") from None
     return EXIT_OK
+
+
+def _progress(name: str) -> Callable[[int, int], None]:
+    """Pages and capsuls fetched so far, on one rewritten stderr line (a terminal only)."""
+
+    def show(pages: int, capsuls: int) -> None:
+        sys.stderr.write(f"\rsshpin: cache refresh: provider {name!r}: page {pages}, "
+                         f"{capsuls} capsuls verified")  # fmt: skip
+        sys.stderr.flush()
+
+    return show
 
 
 def _concerns(record: dict[str, Any], host: str, store: ProviderCache | None) -> bool:

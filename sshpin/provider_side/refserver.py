@@ -1,8 +1,10 @@
 """The reference capsul provider: docs/provider-api.md served from memory over HTTPS.
 
 Used by ``sshpin demo`` and by the tests. It is a faithful server of the contract (bearer
-tokens, ETag/If-None-Match, JSON bodies) with knobs a test needs: counting requests, going
-down, answering with a given status, and serving raw (even hostile) capsul entries.
+tokens, ETag/If-None-Match, JSON bodies, ``?host=``, pages, gzip) with knobs a test needs:
+counting requests, going down, answering with a given status, serving raw (even hostile)
+capsul entries, an account of any size made on demand (``generate``), and the faults of a
+paged listing (``faults``).
 """
 
 from __future__ import annotations
@@ -52,6 +54,20 @@ class CapsulAPI:
         self.signature_override: str | None = None  # a Sshpin-Signature header to send
         self.files: dict[str, bytes] = {}  # object storage: /files/<path> (type = "url")
         self.file_requests = 0
+        self.generated = 0  # capsuls made on demand after the added ones (``generated_capsul``)
+        self.page_size: int | None = None  # page the listing: this many capsuls a page
+        self.honour_host = True  # False: an old server, ?host= ignored
+        self.gzip = False  # gzip answers to clients that accept it
+        self.faults: dict[str, Any] = {}  # page_fail, token_cycle, page_account, page_bad_sig,
+        # page_old (a page number), bomb, lookup_other (a generated capsul's index)
+        self.queries: list[str] = []  # the query string of every GET of /capsuls
+        self.bytes_sent = 0  # body bytes of every answer of /capsuls, as sent
+
+    def generate(self, count: int) -> None:
+        """An account of ``count`` more capsuls, made when asked for (cheap at any size)."""
+        with self.lock:
+            self.generated = count
+            self.changed_at = time.time()
 
     def add(
         self,
@@ -110,21 +126,69 @@ class CapsulAPI:
         return text
 
     def body(self) -> bytes:
+        return self.document(None, None)[0]
+
+    def _selected(self, host: str | None) -> list[dict[str, Any]] | None:
+        """``?host=`` (lower case): the added capsuls and the generated one it names."""
+        if host is None or not self.honour_host:
+            return None
+        found = [c for c in self.capsuls
+                 if host in (c.get("id"), str(c.get("name", "")).lower(), c.get("ipv4"),
+                             c.get("ipv6"))]  # fmt: skip
+        index = generated_index(host)
+        if index is not None and index < self.generated:
+            found.append(generated_capsul(index))
+        return found
+
+    def document(self, host: str | None, token: str | None) -> tuple[bytes, str]:
+        """The body for ``?host=`` / ``?page_token=`` (None: absent), and the page's number
+        (for the faults), or raise LookupError for a token that names no page."""
         with self.lock:
+            selected = self._selected(host)
+            next_token = None
+            page_number = None
+            if selected is None:
+                total = len(self.capsuls) + self.generated
+                start, size = 0, total
+                if self.page_size is not None and not (host is not None and self.honour_host):
+                    if token is not None:
+                        if not token.startswith("p") or not token[1:].isdigit():
+                            raise LookupError(token)
+                        start = int(token[1:])
+                    size = self.page_size
+                    page_number = start // size + 1
+                    if start + size < total:
+                        next_token = f"p{start + size}"
+                        if token is not None and self.faults.get("token_cycle"):
+                            next_token = token  # a server that sends the same page again
+                added = self.capsuls[start : start + size]
+                first = max(0, start - len(self.capsuls))
+                last = min(self.generated, start + size - len(self.capsuls))
+                selected = added + [generated_capsul(i) for i in range(first, last)]
+            elif self.faults.get("lookup_other"):
+                selected = [generated_capsul(int(self.faults["lookup_other"]))]
             generated = self.generated_at or _iso(self.changed_at)
-            doc: dict[str, Any] = {"account": self.account}
+            if page_number is not None and page_number == self.faults.get("page_old"):
+                generated = _iso(time.time() - 3600)  # a page replayed from an hour ago
+            account = self.account
+            if page_number is not None and page_number == self.faults.get("page_account"):
+                account = "mallory@example.org"
+            doc: dict[str, Any] = {"account": account}
             if self.bound and self.api_url:
                 doc["api"] = self.api_url
             doc["generated_at"] = generated
             if self.bound:
                 from datetime import datetime
 
-                start = datetime.fromisoformat(generated).timestamp()
-                doc["expires"] = self.expires or _iso(start + 7 * 86400)
-            doc["capsuls"] = self.capsuls
+                begins = datetime.fromisoformat(generated).timestamp()
+                doc["expires"] = self.expires or _iso(begins + 7 * 86400)
+            doc["capsuls"] = selected
             if self.revoked:
                 doc["revoked_keys"] = self.revoked
-            return json.dumps(doc, indent=1).encode()
+            if next_token is not None:
+                doc["next_page_token"] = next_token
+            indent = 1 if len(selected) < 1000 else None  # a big page: compact, as a real one
+            return json.dumps(doc, indent=indent).encode(), str(page_number or "")
 
     def revoke(self, pub_lines: list[str]) -> None:
         with self.lock:
@@ -138,6 +202,57 @@ class CapsulAPI:
 
 def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+GENERATED_PREFIX = "capsul-g"
+
+
+def generated_key(index: int) -> tuple[str, str]:
+    """(key line, SHA256 fingerprint) of generated capsul ``index``: an Ed25519 public key
+    made from the index alone (nobody holds its private half; it is for lookups, not ssh)."""
+    import base64
+
+    point = hashlib.sha256(b"sshpin refserver generated capsul %d" % index).digest()
+    blob = b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + point
+    fingerprint = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+    return "ssh-ed25519 " + base64.b64encode(blob).decode(), "SHA256:" + fingerprint
+
+
+def generated_address(index: int) -> str:
+    n = index + 1
+    return f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
+
+
+def generated_index(host: str) -> int | None:
+    """Which generated capsul ``host`` (its id, name or address) names, if any."""
+    text = None
+    if host.startswith(GENERATED_PREFIX):
+        text = host[len(GENERATED_PREFIX) :]
+    elif host.startswith("vm"):
+        text = host[2:]
+    elif host.startswith("10."):
+        parts = host.split(".")
+        if len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts):
+            n = int(parts[1]) << 16 | int(parts[2]) << 8 | int(parts[3])
+            return n - 1 if n > 0 else None
+        return None
+    if text is None or not text.isdigit() or len(text) > 9:
+        return None
+    return int(text)
+
+
+def generated_capsul(index: int) -> dict[str, Any]:
+    line, fingerprint = generated_key(index)
+    return {
+        "id": f"{GENERATED_PREFIX}{index:06d}",
+        "name": f"vm{index}",
+        "state": "running",
+        "ipv4": generated_address(index),
+        "ipv6": None,
+        "ssh_host_keys": [
+            {"key_type": "ssh-ed25519", "content": line.split()[1], "sha256": fingerprint}
+        ],
+    }
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -172,11 +287,16 @@ class _Handler(BaseHTTPRequestHandler):
                 body = json.dumps({"chain": api.chain}, indent=1).encode()
             self._send(200, body, {"Content-Type": "application/json"})
             return
-        if self.path.split("?", 1)[0].rstrip("/") != self.server.prefix + "/capsuls":
+        from urllib.parse import parse_qs, urlsplit
+
+        parts = urlsplit(self.path)
+        if parts.path.rstrip("/") != self.server.prefix + "/capsuls":
             self._send(404, b"not found\n", {"Content-Type": "text/plain"})
             return
+        query = parse_qs(parts.query)
         with api.lock:
             api.requests += 1
+            api.queries.append(parts.query)
             override, delay = api.status_override, api.delay
             if override is not None and api.override_count is not None:
                 api.override_count -= 1
@@ -191,7 +311,21 @@ class _Handler(BaseHTTPRequestHandler):
         if api.require_token and (not auth.startswith("Bearer ") or auth[7:] not in api.tokens):
             self._send(401, b'{"error": "bad token"}', {"Content-Type": "application/json"})
             return
-        body = api.body_override if api.body_override is not None else api.body()
+        host: str | None = query["host"][0] if query.get("host") else None
+        token: str | None = query["page_token"][0] if query.get("page_token") else None
+        page = ""
+        if api.body_override is not None:
+            body = api.body_override
+        else:
+            try:
+                body, page = api.document(host.lower() if host else None, token)
+            except LookupError:
+                bad = b'{"error": "bad page_token"}'
+                self._send(400, bad, {"Content-Type": "application/json"})
+                return
+        if page and page == str(api.faults.get("page_fail")):
+            self._send(500, b"{}", {"Content-Type": "application/json"})
+            return
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
         if api.honour_etag and self.headers.get("If-None-Match") == etag:
             self._send(304, b"", {"ETag": etag})
@@ -204,7 +338,19 @@ class _Handler(BaseHTTPRequestHandler):
 
             from sshpin.trust.sshsig import sign
 
-            headers["Sshpin-Signature"] = base64.b64encode(sign(api.signing_key, body)).decode()
+            signed = body + b" " if page and page == str(api.faults.get("page_bad_sig")) else body
+            headers["Sshpin-Signature"] = base64.b64encode(sign(api.signing_key, signed)).decode()
+        accepts = "gzip" in self.headers.get("Accept-Encoding", "")
+        if api.faults.get("bomb"):
+            body = _bomb()
+            headers["Content-Encoding"] = "gzip"
+        elif api.gzip and accepts:
+            import gzip
+
+            body = gzip.compress(body, 6)
+            headers["Content-Encoding"] = "gzip"
+        with api.lock:
+            api.bytes_sent += len(body)
         self._send(200, body, headers)
 
     def do_PUT(self) -> None:
@@ -218,6 +364,18 @@ class _Handler(BaseHTTPRequestHandler):
         with api.lock:
             api.files[self.path[len("/files/") :]] = data
         self._send(200, b"", {})
+
+
+_BOMB: list[bytes] = []
+
+
+def _bomb() -> bytes:
+    """A gzip body of 64 KiB that inflates to 64 MiB of JSON-looking spaces."""
+    if not _BOMB:
+        import gzip
+
+        _BOMB.append(gzip.compress(b"{" + b" " * (64 * 1024 * 1024), 9))
+    return _BOMB[0]
 
 
 class _Server(ThreadingHTTPServer):

@@ -30,16 +30,17 @@ from sshpin.errors import (
     say,
 )
 from sshpin.providers.interface import Provider, Row, unknown_key
-from sshpin.providers.matching import resolve
+from sshpin.providers.matching import lookup_term, resolve
 from sshpin.store.cachedir import ProviderCache
 from sshpin.store.entries import HostEntry, fresh, servable
-from sshpin.trust.document import Document
+from sshpin.trust.document import Capsul, Document, Listing, ListingWriter
 from sshpin.trust.obtain import Fetch, ago, obtain
 
 if TYPE_CHECKING:
     from sshpin.core.names import Query
     from sshpin.trust.keychain import KeyState
 
+MAX_PAGES = 10_000  # a listing of more pages is refused (a server that never ends it)
 MAX_AGE = 30 * 86400  # a signed document older than this is refused (docs/provider-api.md)
 SKEW = 300.0  # clocks may differ this much
 
@@ -92,23 +93,31 @@ class CapsulProvider(Provider):
     # -- the answer ----------------------------------------------------------------------
 
     def answer(self, query: Query, fetch: bool) -> HostEntry | None:
+        """From the listing's index when it is fresh and holds the key (a few small reads, at
+        any account size); else one fetch through ``obtain``: the whole listing, or, once the
+        provider was seen to page it, a ``?host=`` lookup (docs/provider-api.md)."""
         host, want = query.host, query.want
-        documents = DocumentFetch(self, query.token)
-        doc = documents.read()
-        derived = self._derive_quiet(doc, host)
+        header, derived = self._indexed(host, query.token)
         if not fetch:
             entry = self._cached_entry(host)
             if entry is not None and (derived is None or entry.fetched_at >= derived.fetched_at):
                 return entry
             return derived
         now = time.time()
-        current = doc is not None and fresh(doc.fetched_at, doc.expires, self.cfg.ttl, now)
+        current = header is not None and fresh(header.fetched_at, header.expires, self.cfg.ttl, now)
         if current and derived is not None and derived.has(want):
             self._save(derived)
             return derived
+        if self.store.paged():
+            if current and derived is not None:
+                self._save(derived)  # fresh: an unknown key refetches at most once per 30 s
+            return self._looked_up(query)
+        documents = DocumentFetch(self, query.token)
         try:
             doc = obtain(documents, self.store, self.cfg, mismatch=host if current else None)
-            derived = self.derive(doc, host)
+            derived = self._derive_from(doc, host)
+        except NeedsLookup:
+            return self._looked_up(query)
         except (ProviderError, VerificationError) as e:
             entry = self._cached_entry(host)  # no usable document: the entry may be in time
             ttl, stale = self.cfg.ttl, self.cfg.stale_if_error
@@ -117,15 +126,98 @@ class CapsulProvider(Provider):
             say(query.token, f"{e}; using keys fetched {ago(now - entry.fetched_at)} (stale)")
             return entry
         except NoKeysError as e:
-            return self._revoked_only(query, doc, e)
+            return self._revoked_only(query, header, e)
         self._save(derived)
         if not derived.has(want):
             unknown_key(query, derived, self.name, derived.capsul)
         return derived
 
-    def derive(self, doc: Document, host: str) -> HostEntry:
+    def _looked_up(self, query: Query) -> HostEntry:
+        """A cold miss of a paged provider: one ``?host=`` lookup through ``obtain``."""
+        host, now = query.host, time.time()
+        cached = self._cached_entry(host)
+        current = cached is not None and fresh(cached.fetched_at, cached.expires, self.cfg.ttl, now)
+        lookup = LookupFetch(self, host, query.token)
+        entry = obtain(lookup, self.store, self.cfg, mismatch=host if current else None)
+        if not entry.has(query.want):
+            unknown_key(query, entry, self.name, entry.capsul)
+        return entry
+
+    def listing(self, subject: str = "") -> Listing | None:
+        """The cached listing's index, if usable under today's configuration and built for
+        the cached document (which is written first: an index left behind is not used)."""
+        listing = Listing.open(self.store.listing_path)
+        if listing is None:
+            return None
+        stamp = self.store.document_stamp()
+        usable = stamp == listing.stamp and self._usable(listing.header, subject)
+        if not usable:
+            listing.close()
+            return None
+        return listing
+
+    def _usable(self, doc: Document, subject: str) -> bool:
+        if self.cfg.get("signing_keys") and not doc.signed:
+            return False  # signatures are required now: an unsigned document is not usable
+        if doc.trust != self.cfg.get("trust"):
+            why = "verified under another configuration (signing_keys, api_url, ca_bundle, ...)"
+            log(subject or self.name, f"the cached document was {why}; fetching it again")
+            return False
+        expected = self.expected_account()
+        if expected is not None and doc.account != expected[0]:
+            log(subject or self.name, f"the cached document is for account {doc.account!r}")
+            return False
+        return True
+
+    def _indexed(self, host: str, subject: str) -> tuple[Document | None, HostEntry | None]:
+        """(the cached listing's header, the entry it implies for ``host``): O(1). A cached
+        document without its index (an older sshpin's cache, or one rewritten since) is
+        parsed as before, until the next fetch writes both: reading never writes."""
+        listing = self.listing(subject)
+        if listing is None:
+            doc = DocumentFetch(self, subject).read()
+            if doc is None or doc.pages > 1:
+                return None, None
+            return doc, self._derive_quiet(doc, host)
+        try:
+            return listing.header, self._derive_quiet(listing, host)
+        except (ValueError, KeyError, TypeError, VerificationError):
+            return None, None  # a damaged index: a miss
+        finally:
+            listing.close()
+
+    def index(self, doc: Document, writer: ListingWriter | None = None) -> None:
+        """Write the index of the document just written (``writer``: a paged listing's,
+        filled while its pages came in; else built from the document's capsuls)."""
+        if writer is None:
+            writer = ListingWriter(self.store.listing_path)
+            try:
+                for capsul in doc.capsuls:
+                    writer.add(capsul)
+            except BaseException:
+                writer.abort()
+                raise
+        stamp = self.store.document_stamp()
+        if stamp is None:
+            writer.abort()
+            raise OSError("the document just written is gone")
+        writer.commit(doc, stamp)
+
+    def _derive_from(self, doc: Document, host: str) -> HostEntry:
+        if doc.pages <= 1:
+            return self.derive(doc, host)
+        listing = self.listing()  # a paged listing lives in the index only
+        if listing is None:
+            raise NoKeysError(f"the cached listing of provider {self.name!r} is unusable")
+        try:
+            return self.derive(listing, host)
+        finally:
+            listing.close()
+
+    def derive(self, source: Document | Listing, host: str) -> HostEntry:
         """The entry a document implies for ``host``; NoKeysError when it has none."""
-        found = resolve(doc, host, self.cfg.aliases, bool(self.cfg.get("resolve_dns")))
+        doc = source if isinstance(source, Document) else source.header
+        found = resolve(source, host, self.cfg.aliases, bool(self.cfg.get("resolve_dns")))
         if found is None:
             raise NoKeysError(f"not a capsul of account {doc.account} at provider {self.name!r}")
         capsul, rule = found
@@ -138,7 +230,7 @@ class CapsulProvider(Provider):
                          doc.source, list(doc.revoked), address, expires=doc.expires,
                          trust=doc.trust, generated=doc.generated_at)  # fmt: skip
 
-    def _derive_quiet(self, doc: Document | None, host: str) -> HostEntry | None:
+    def _derive_quiet(self, doc: Document | Listing | None, host: str) -> HostEntry | None:
         if doc is None:
             return None
         try:
@@ -185,7 +277,9 @@ class CapsulProvider(Provider):
                 by_capsul.setdefault(peeked[1], []).append(peeked[0])
         out: list[Row] = []
         listed = set()
-        for c in doc.capsuls if doc else []:
+        listing = self.listing() if doc is not None and doc.pages > 1 else None
+        capsuls = listing.capsuls() if listing is not None else doc.capsuls if doc else []
+        for c in capsuls:
             assert doc is not None
             listed.add(c.id)
             names = [c.name] if c.name and c.name != c.id else []
@@ -194,6 +288,8 @@ class CapsulProvider(Provider):
             entry = HostEntry(c.id, c.id, "capsul id", doc.fetched_at, list(c.keys), doc.signed,
                               doc.source, list(doc.revoked))  # fmt: skip
             out.append(Row(self.name, c.id, names, addresses, entry))
+        if listing is not None:
+            listing.close()
         for capsul_id, group in sorted(by_capsul.items()):
             orphan = self.store.read_host(group[0]) if capsul_id not in listed else None
             if orphan is not None:  # no document lists it: what the hook would still serve
@@ -201,16 +297,37 @@ class CapsulProvider(Provider):
         return out
 
     def refresh(self, host: str | None) -> list[dict[str, object]]:
-        documents = DocumentFetch(self)
-        doc = obtain(documents, self.store, self.cfg, force=True)
-        for cached in self.store.hosts():
-            derived = self._derive_quiet(doc, cached)
-            if derived is None:
-                self.store.drop_host(cached)
+        """The listing (``all_pages``: every page of a paged one), then every cached host
+        derived from it again; a paged provider without ``all_pages``: a lookup per cached
+        host (or the one asked about)."""
+        if self.all_pages or not self.store.paged():
+            documents = DocumentFetch(self, all_pages=self.all_pages)
+            try:
+                doc = obtain(documents, self.store, self.cfg, force=True)
+            except NeedsLookup:
+                pass
             else:
-                self.store.write_host(derived)
-        self.last_count = len(doc.capsuls)
-        return documents.changed
+                listing = self.listing() if doc.pages > 1 else None
+                try:
+                    for cached in self.store.hosts():
+                        derived = self._derive_quiet(listing or doc, cached)
+                        if derived is None:
+                            self.store.drop_host(cached)
+                        else:
+                            self.store.write_host(derived)
+                finally:
+                    if listing is not None:
+                        listing.close()
+                self.last_count = doc.count
+                return documents.changed
+        changed: list[dict[str, object]] = []
+        hosts = [host] if host else self.store.hosts()
+        for h in hosts:
+            lookup = LookupFetch(self, h)
+            obtain(lookup, self.store, self.cfg, force=True)
+            changed += lookup.changed
+        self.last_count = len(hosts)
+        return changed
 
     def try_token(self, token: str) -> str:
         """Check the token, and record the account it answers for: from now on a document for
@@ -227,8 +344,9 @@ class CapsulProvider(Provider):
                 dropped |= self.store.drop_host(host)
             say(f"provider {self.name!r}", f"account changed from {before!r} to "
                 f"{doc.account!r}; cached keys of the old account dropped")  # fmt: skip
-        return (f"the provider lists {len(doc.capsuls)} capsul(s) of account {doc.account} "
-                "(recorded: documents for another account are refused)")  # fmt: skip
+        first = " on the first page of its listing" if doc.next_page else ""
+        return (f"the provider lists {len(doc.capsuls)} capsul(s){first} of account "
+                f"{doc.account} (recorded: documents for another account are refused)")  # fmt: skip
 
     def check(self) -> str:
         chain = ""
@@ -239,7 +357,10 @@ class CapsulProvider(Provider):
             chain += f" ({len(state.revoked)} revoked)" if state.revoked else ""
         doc = self.fetch_document(None, time.time())
         signed = ", signature verified" if doc.signed else ""
-        return f"{self.url} lists {len(doc.capsuls)} capsul(s) of {doc.account}{signed}{chain}"
+        first = " on its first page (paged)" if doc.next_page else ""
+        return (
+            f"{self.url} lists {len(doc.capsuls)} capsul(s){first} of {doc.account}{signed}{chain}"
+        )
 
     # -- the fetch -----------------------------------------------------------------------
 
@@ -262,13 +383,49 @@ class CapsulProvider(Provider):
             s.close()
 
     def fetch_document(self, previous: Document | None, now: float) -> Document:
-        """A fresh verified document. With ``previous`` the fetch revalidates (ETag) and
-        returns ``previous`` with a new ``fetched_at`` when nothing changed."""
+        """A fresh verified document (the listing's first page: ``sshpin login``, ``doctor``).
+        With ``previous`` the fetch revalidates (ETag) and returns ``previous`` with a new
+        ``fetched_at`` when nothing changed."""
+        with self._session() as s:
+            doc = self._page(s, self.url, previous, now)
+        self.record_newest(doc, f"account {doc.account}")
+        return doc
+
+    def _session(self) -> Any:
+        from sshpin.trust import http
+
+        return http.session(str(self.cfg.get("ca_bundle") or ""))
+
+    def _page(
+        self, s: Any, url: str, previous: Document | None, now: float, listing: bool = True
+    ) -> Document:
+        """One answer of the API (a listing's page, or a lookup), fetched and verified:
+        signature, account, API binding, time, and (``listing``: every page of a listing) the
+        account's rollback floor. The floor is raised only once the answer is kept
+        (``record_newest``)."""
+        from sshpin.trust import http
+        from sshpin.trust.credentials import get_token, token_hint
         from sshpin.trust.document import MAX_BODY, parse_capsul_api
 
-        headers = {"If-None-Match": previous.etag} if previous is not None and previous.etag else {}
+        token = self.token or get_token(self.name, str(self.cfg.get("token_command") or ""))
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        if previous is not None and previous.etag:
+            headers["If-None-Match"] = previous.etag
         what = f"provider {self.name!r}"
-        r = self._get(self.url, headers, MAX_BODY)
+        try:
+            r = http.get(s, url, headers, MAX_BODY, what)
+        except http.TooLarge as e:
+            raise VerificationError(
+                f"{e}: an answer past the {MAX_BODY // (1024 * 1024)} MiB cap is refused, and "
+                "the listing of a large account must come in pages",
+                "ask the provider to serve ?host= lookups and to page its listing "
+                "(docs/provider-api.md, 'Large accounts')",
+            ) from None
+        except AuthError as e:
+            if self.token is not None or e.hint:
+                raise
+            hint = token_hint(self.name, str(self.cfg.get("token_command") or ""))
+            raise AuthError(e.message, hint) from None  # the fix for the token source in use
         if r.status == 304:
             if previous is None:
                 raise VerificationError(f"{what}: 'not modified' answer to an unconditional GET")
@@ -302,18 +459,168 @@ class CapsulProvider(Provider):
         if signing_keys:
             self._check_binding(doc)
             self._check_time(doc, now)
-            self._check_rollback(doc, previous, signer)
+            if listing:
+                self._check_rollback(doc, previous, signer)
             doc.signed = True
+        doc.signer = signer
         doc.trust = str(self.cfg.get("trust") or "")
         etag = r.headers.get("etag")
         doc.etag = etag if etag and etag.isascii() and etag.isprintable() else None
         doc.fetched_at = now
-        if signer:
-            try:
-                self.store.record_newest(f"account {doc.account} {signer}", doc.generated_at)
-            except OSError:
-                pass  # best effort: the cached document still stops a rollback below it
         return doc
+
+    def record_newest(self, doc: Document, key: str) -> None:
+        """Raise the rollback floor once a verified answer is kept (never for a listing
+        refused part way: the cache stays as it was)."""
+        if not doc.signer:
+            return
+        try:
+            self.store.record_newest(f"{key} {doc.signer}", doc.generated_at)
+        except OSError:
+            pass  # best effort: the cached document still stops a rollback below it
+
+    def fetch_listing(
+        self, previous: Document | None, now: float, all_pages: bool
+    ) -> tuple[Document, ListingWriter | None, list[dict[str, object]]]:
+        """The account's listing, verified. One page: that document. Paged: with
+        ``all_pages``, every page, each verified, streamed into a new index (the writer
+        returned, to commit); without, ``NeedsLookup``. A listing is whole or nothing: any
+        page that fails leaves the cache as it was. Returns the changes of a paged listing
+        (a single page's are the document's ``changes_since``)."""
+        from urllib.parse import quote
+
+        with self._session() as s:
+            first = self._page(s, self.url, previous, now)
+            if not first.next_page:
+                return first, None, []
+            if not all_pages:
+                try:
+                    self.store.mark_paged()
+                except OSError:
+                    pass  # best effort: the next cold miss sees the pages again
+                raise NeedsLookup(f"provider {self.name!r} pages its listing")
+            first.etag = None  # no revalidation of a paged listing as a whole
+            old = self.listing()
+            writer = ListingWriter(self.store.listing_path)
+            try:
+                changes: list[dict[str, object]] = []
+                seen: set[str] = set()
+                page, pages, revoked = first, 1, list(first.revoked)
+                while True:
+                    for capsul in page.capsuls:
+                        writer.add(capsul)
+                        changes += self._changed(capsul, old, first)
+                    if self.progress is not None:
+                        self.progress(pages, len(writer.ids))
+                    token = page.next_page
+                    if not token:
+                        break
+                    if token in seen:
+                        raise VerificationError(
+                            f"provider {self.name!r}: page token {token[:40]!a} repeats: the "
+                            "listing loops; refused whole"
+                        )
+                    if pages >= MAX_PAGES:
+                        raise VerificationError(
+                            f"provider {self.name!r}: listing of more than {MAX_PAGES} pages "
+                            "refused"
+                        )
+                    seen.add(token)
+                    url = f"{self.url}?page_token={quote(token, safe='')}"
+                    page = self._page(s, url, None, now)  # none below the account's floor
+                    pages += 1
+                    self._same_listing(first, page, pages)
+                    first.generated_at = min(first.generated_at, page.generated_at)
+                    if page.expires:
+                        first.expires = min(first.expires or page.expires, page.expires)
+                    revoked += [k for k in page.revoked if k not in revoked]
+                first.revoked = revoked
+                first.pages, first.count, first.capsuls = pages, len(writer.ids), []
+                if old is not None:
+                    changes += self._removed(old, writer.ids, first)
+            except BaseException:
+                writer.abort()
+                raise
+            finally:
+                if old is not None:
+                    old.close()
+        return first, writer, changes
+
+    def _same_listing(self, first: Document, page: Document, number: int) -> None:
+        """Every page of one listing: same account, API and signing key as the first."""
+        what = f"provider {self.name!r}: page {number} of the listing"
+        if page.account != first.account:
+            raise VerificationError(
+                f"{what} is for account {page.account[:80]!r}, not {first.account!r}: refused "
+                "as mix-and-match"
+            )
+        if page.api != first.api or page.signed != first.signed:
+            raise VerificationError(f"{what} differs from the first in API or signature")
+
+    def _changed(
+        self, capsul: Capsul, old: Listing | None, doc: Document
+    ) -> list[dict[str, object]]:
+        """History of one capsul of a paged listing against the previous index (none: no
+        first-seen lines for a whole account, only changes)."""
+        if old is None:
+            return []
+        before = old.by_id(capsul.id)
+        old_fps = {k.sha256() for k in before.keys} if before else set()
+        new_fps = {k.sha256() for k in capsul.keys}
+        if before is not None and old_fps == new_fps:
+            return []
+        return [_record(doc, capsul, "changed", old_fps, new_fps)]
+
+    def _removed(self, old: Listing, ids: set[str], doc: Document) -> list[dict[str, object]]:
+        out = []
+        for capsul_id in old.ids():
+            if capsul_id not in ids:
+                before = old.by_id(capsul_id)
+                if before is not None:
+                    fps = {k.sha256() for k in before.keys}
+                    out.append(_record(doc, before, "removed", fps, set()))
+        return out
+
+    def fetch_lookup(self, host: str, previous: HostEntry | None, now: float) -> HostEntry:
+        """``GET /capsuls?host=H``: one host's entry, verified as any document, then filtered
+        here (a server may ignore the parameter), and never older than what was accepted for
+        that capsul (or the account's listing) from the same signing key."""
+        from urllib.parse import quote
+
+        aliases, dns = self.cfg.aliases, bool(self.cfg.get("resolve_dns"))
+        term = lookup_term(host, aliases, dns)
+        what = f"provider {self.name!r}"
+        if term is None:
+            raise NoKeysError(f"not a capsul of provider {self.name!r} (no address to ask for)")
+        with self._session() as s:
+            doc = self._page(s, f"{self.url}?host={quote(term, safe='')}", None, now, False)
+        mine = [c for c in doc.capsuls if c.matches(term)]
+        if not mine and doc.next_page:
+            raise ProviderError(
+                f"{what} pages its listing but ignores ?host=: {term} is not on the first page",
+                f"'sshpin cache refresh --all' fetches every page of provider {self.name!r}",
+            )
+        if not mine and doc.capsuls:
+            others = ", ".join(c.id for c in doc.capsuls[:3])
+            raise VerificationError(
+                f"{what}: lookup for {term} answered with another host's capsul ({others}): refused"
+            )
+        doc.capsuls = mine
+        entry = self.derive(doc, host)
+        if doc.signed:
+            floor = max(
+                self.store.newest(f"account {doc.account} {doc.signer}"),
+                self.store.newest(f"capsul {entry.capsul} {doc.signer}"),
+            )
+            if previous is not None and previous.signed and previous.capsul == entry.capsul:
+                floor = max(floor, previous.generated)
+            if floor > doc.generated_at:
+                raise VerificationError(
+                    f"{what}: answer for {entry.capsul} generated at {_iso(doc.generated_at)} "
+                    f"is older than one already accepted ({_iso(floor)}): refused as a rollback"
+                )
+            self.record_newest(doc, f"capsul {entry.capsul}")
+        return entry
 
     @property
     def api_url(self) -> str:
@@ -470,13 +777,21 @@ class CapsulProvider(Provider):
             )
 
 
-class DocumentFetch(Fetch[Document]):
-    """What a capsul provider fetches: its account's whole document."""
+class NeedsLookup(SshpinError):
+    """The provider pages its listing: the hook asks ``?host=`` instead (not a failure)."""
 
-    def __init__(self, provider: CapsulProvider, subject: str = "") -> None:
+
+class DocumentFetch(Fetch[Document]):
+    """What a capsul provider fetches: its account's listing (``all_pages``: every page)."""
+
+    def __init__(
+        self, provider: CapsulProvider, subject: str = "", all_pages: bool = False
+    ) -> None:
         self.provider = provider
         self.subject = subject or f"provider {provider.name!r}"  # the host asked about
+        self.all_pages = all_pages
         self.changed: list[dict[str, object]] = []
+        self.pending: ListingWriter | None = None  # a paged listing's index, to commit
 
     def read(self) -> Document | None:
         raw = self.provider.store.read_document()
@@ -486,27 +801,78 @@ class DocumentFetch(Fetch[Document]):
             doc = Document.from_bytes(raw)
         except ValueError:
             return None  # damaged: a miss
-        if self.provider.cfg.get("signing_keys") and not doc.signed:
-            return None  # signatures are required now: an unsigned document is not usable
-        if doc.trust != self.provider.cfg.get("trust"):
-            log(self.subject, "the cached document was verified under another configuration "
-                "(signing_keys, api_url, ca_bundle, account); fetching it again")  # fmt: skip
-            return None
-        expected = self.provider.expected_account()
-        if expected is not None and doc.account != expected[0]:
-            log(self.subject, f"the cached document is for account {doc.account!r}; not used")
-            return None
-        return doc
+        return doc if self.provider._usable(doc, self.subject) else None
 
     def fetch(self, previous: Document | None) -> Document:
-        return self.provider.fetch_document(previous, time.time())
+        doc, self.pending, self.changed = self.provider.fetch_listing(
+            previous, time.time(), self.all_pages
+        )
+        return doc
 
     def changes(self, item: Document, previous: Document | None) -> list[dict[str, object]]:
-        self.changed = item.changes_since(previous)
+        if self.pending is None:  # a paged listing's were found while its pages came in
+            paged = previous is not None and previous.pages > 1  # its capsuls were in the index
+            self.changed = item.changes_since(None if paged else previous)
         return self.changed
 
     def write(self, item: Document) -> None:
-        self.provider.store.write_document(item.to_bytes(), item.fetched_at)
+        store = self.provider.store
+        pending, self.pending = self.pending, None
+        try:
+            store.write_document(item.to_bytes(), item.fetched_at)
+            self.provider.index(item, pending)
+        except BaseException:
+            if pending is not None:
+                pending.abort()
+            raise
+        if pending is not None:
+            store.mark_paged()
+        self.provider.record_newest(item, f"account {item.account}")
+
+
+class LookupFetch(Fetch[HostEntry]):
+    """What a cold miss of a paged provider fetches: ``?host=``, one host's entry."""
+
+    def __init__(self, provider: CapsulProvider, host: str, subject: str = "") -> None:
+        self.provider = provider
+        self.host = host
+        self.subject = subject or host
+        self.changed: list[dict[str, object]] = []
+
+    def read(self) -> HostEntry | None:
+        return self.provider._cached_entry(self.host)
+
+    def fetch(self, previous: HostEntry | None) -> HostEntry:
+        return self.provider.fetch_lookup(self.host, previous, time.time())
+
+    def changes(self, item: HostEntry, previous: HostEntry | None) -> list[dict[str, object]]:
+        from sshpin.store.history import history_record
+
+        new = {k.sha256() for k in item.keys}
+        if previous is not None and previous.capsul == item.capsul:
+            old = {k.sha256() for k in previous.keys}
+            event = "changed"
+        else:
+            old, event = set(), "first-seen"
+        self.changed = []
+        if old != new or event == "first-seen":
+            self.changed = [history_record(item.fetched_at, self.provider.name, item.capsul, "",
+                                           [item.address] if item.address else [], event, old,
+                                           new, item.source)]  # fmt: skip
+        return self.changed
+
+    def write(self, item: HostEntry) -> None:
+        self.provider.store.write_host(item)
+
+
+def _record(
+    doc: Document, capsul: Capsul, event: str, before: set[str], after: set[str]
+) -> dict[str, object]:
+    from sshpin.store.history import history_record
+
+    addresses = [x for x in (capsul.ipv4, capsul.ipv6) if x]
+    return history_record(doc.fetched_at, doc.provider, capsul.id, capsul.name, addresses,
+                          event, before, after, doc.source)  # fmt: skip
 
 
 def _parses(raw: bytes) -> bool:

@@ -12,6 +12,8 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sshpin.core.config import ProviderConfig
     from sshpin.core.names import Query
     from sshpin.store.entries import HostEntry
@@ -49,6 +51,8 @@ class Provider(ABC):
     def __init__(self, cfg: ProviderConfig, root: str) -> None:
         self.cfg = cfg
         self.root = root  # the cache dir
+        self.all_pages = False  # ``cache refresh --all``: every page of a paged listing
+        self.progress: Callable[[int, int], None] | None = None  # (pages, capsuls) so far
 
     @property
     def name(self) -> str:

@@ -5,19 +5,51 @@ First match wins; an address claimed by two capsuls is refused, never guessed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from sshpin.core.names import ip_literal, is_capsul_id
 from sshpin.errors import NoKeysError
 
 if TYPE_CHECKING:
-    from sshpin.trust.document import Capsul, Document
+    from sshpin.trust.document import Capsul
+
+
+class Capsuls(Protocol):
+    """Where capsuls are looked up: a whole ``Document`` or the cache's ``Listing`` index."""
+
+    def by_id(self, capsul_id: str) -> Capsul | None: ...
+
+    def by_address(self, address: str) -> list[Capsul]: ...
+
+
+def lookup_term(host: str, aliases: dict[str, str], resolve_dns: bool) -> str | None:
+    """What ``?host=`` asks the provider for: the capsul id (an alias's target), the address
+    literal, or the first address DNS gives for a name; None when nothing could match."""
+    if is_capsul_id(host):
+        return host
+    if host in aliases:
+        return aliases[host]
+    literal = ip_literal(host)
+    if literal is not None or not resolve_dns:
+        return literal
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return None
+    addresses = sorted(
+        {a for a in (ip_literal(str(i[4][0]).split("%", 1)[0]) for i in infos) if a},
+        key=lambda a: (":" in a, a),
+    )
+    return addresses[0] if addresses else None
+
 
 DNS_TIMEOUT = 5.0  # glibc's own retries can take far longer, or never end with a mute resolver
 
 
 def resolve(
-    doc: Document, host: str, aliases: dict[str, str], resolve_dns: bool
+    doc: Capsuls, host: str, aliases: dict[str, str], resolve_dns: bool
 ) -> tuple[Capsul, str] | None:
     """Which capsul of the account is this host, and by which rule.
 
@@ -64,15 +96,14 @@ def resolve(
     return found, "dns"
 
 
-def _by_id(doc: Document, capsul_id: str, rule: str) -> tuple[Capsul, str] | None:
-    for capsul in doc.capsuls:
-        if capsul.id == capsul_id:
-            return capsul, rule
-    return None
+def _by_id(doc: Capsuls, capsul_id: str, rule: str) -> tuple[Capsul, str] | None:
+    capsul = doc.by_id(capsul_id)
+    return (capsul, rule) if capsul is not None else None
 
 
-def _by_address(doc: Document, addresses: set[str]) -> Capsul | None:
-    found = [c for c in doc.capsuls if {c.ipv4, c.ipv6} & addresses]
+def _by_address(doc: Capsuls, addresses: set[str]) -> Capsul | None:
+    by_id = {c.id: c for a in sorted(addresses) for c in doc.by_address(a)}
+    found = list(by_id.values())
     if len(found) > 1:
         ids = ", ".join(c.id for c in found[:4])
         raise NoKeysError(f"address claimed by more than one capsul ({ids}): refusing to guess")

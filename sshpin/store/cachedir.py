@@ -6,6 +6,9 @@ Layout, under the cache dir (0700, owner only)::
     history.log                     append-only record of key-set changes (store/history.py)
     known_hosts                     the managed file of ProxyCommand mode (commands/proxy.py)
     <provider>/document.json        the last verified provider document, with its fetch facts
+                                    (a paged listing: its header; the capsuls are in the index)
+    <provider>/listing.cdb          the listing's index: capsul by id or address in O(1)
+    <provider>/paged                present once the provider was seen to page its listing
     <provider>/hosts/<host>         one small text entry per host ssh asked about
     <provider>/mismatch/<host>      its mtime: the last refetch caused by an unknown key
     <provider>/lock                 advisory lock held while fetching
@@ -147,6 +150,15 @@ class ProviderCache:
         except OSError:
             return None
 
+    def document_stamp(self) -> bytes | None:
+        """Which document.json is cached (inode, size, mtime): the listing's index names the
+        one it was built for, so an index left behind by a crash or a rewrite is not used."""
+        try:
+            st = os.stat(self.document_path)
+        except OSError:
+            return None
+        return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}".encode()
+
     def write_document(self, data: bytes, fetched_at: float) -> None:
         self._ensure()
         atomic_write(self.document_path, data)
@@ -154,11 +166,32 @@ class ProviderCache:
         os.utime(self.document_path, (fetched_at, fetched_at))
 
     def drop_document(self) -> bool:
-        try:
-            os.unlink(self.document_path)
-            return True
-        except FileNotFoundError:
-            return False
+        dropped = False
+        for path in (self.document_path, self.listing_path, self.paged_path):
+            try:
+                os.unlink(path)
+                dropped = True
+            except FileNotFoundError:
+                pass
+        return dropped
+
+    @property
+    def listing_path(self) -> str:
+        """The listing's index (store/cdb.py, written by trust/document.py ``ListingWriter``):
+        a host first seen after a listing is found in it with a few small reads."""
+        return os.path.join(self.dir, "listing.cdb")
+
+    @property
+    def paged_path(self) -> str:
+        return os.path.join(self.dir, "paged")
+
+    def paged(self) -> bool:
+        """Has the provider been seen to page its listing? Then a cold miss asks ``?host=``."""
+        return os.path.exists(self.paged_path)
+
+    def mark_paged(self) -> None:
+        self._ensure()
+        atomic_write(self.paged_path, b"the provider pages its listing: cold misses use ?host=\n")
 
     def mismatch_allowed(self, host: str, now: float) -> bool:
         """May an unknown key for this host trigger a refetch now? (rate limit, section 5)"""

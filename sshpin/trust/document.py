@@ -25,6 +25,7 @@ MAX_BODY = 4 * 1024 * 1024
 MAX_CAPSULS = 100_000
 MAX_KEYS = 16
 MAX_TEXT = 255
+MAX_TOKEN = 1024  # a next_page_token longer than this is refused
 CACHE_VERSION = 1
 
 
@@ -51,6 +52,27 @@ class Capsul:
         self.problem = problem
         self.skipped = skipped or []
 
+    @classmethod
+    def from_json(cls, c: Any) -> Capsul:
+        """The cached form (``to_json``); keys parsed again. Raises ValueError and friends."""
+        for field in ("ipv4", "ipv6", "problem"):
+            if c[field] is not None and not isinstance(c[field], str):
+                raise ValueError(f"{field}: expected a string")
+        return cls(
+            id=_text(c["id"]),
+            name=_text(c["name"]),
+            state=_text(c["state"]),
+            ipv4=c["ipv4"],
+            ipv6=c["ipv6"],
+            keys=[parse_line(k) for k in c["keys"]],
+            problem=c["problem"],
+            skipped=[_text(x, 1024) for x in c["skipped"]],
+        )
+
+    def matches(self, term: str) -> bool:
+        """Does ``?host=term`` select this capsul (id, name, ipv4 or ipv6 equals it)?"""
+        return term in (self.id, self.name.lower(), self.ipv4, self.ipv6)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -71,13 +93,17 @@ class Document:
         "account",
         "api",
         "capsuls",
+        "count",
         "etag",
         "expires",
         "fetched_at",
         "generated_at",
+        "next_page",
+        "pages",
         "provider",
         "revoked",
         "signed",
+        "signer",
         "source",
         "trust",
     )
@@ -96,7 +122,13 @@ class Document:
         api: str = "",
         expires: float = 0.0,
         trust: str = "",
+        pages: int = 1,
+        count: int | None = None,
     ) -> None:
+        self.signer = ""  # the fingerprint of the key that signed the answer (not cached)
+        self.next_page = ""  # the answer's next_page_token: more pages follow (not cached)
+        self.pages = pages  # > 1: a paged listing, its capsuls only in the cache's index
+        self.count = len(capsuls) if count is None else count
         self.api = api  # the API the document says it answers for ("" in the old format)
         self.expires = expires  # its own end of validity (0.0 in the old format)
         self.trust = trust  # the trust context it was verified under (core/config.py)
@@ -125,8 +157,16 @@ class Document:
             "api": self.api,
             "expires": self.expires,
             "trust": self.trust,
+            "pages": self.pages,
+            "count": self.count,
         }
         return json.dumps(data, separators=(",", ":")).encode()
+
+    def by_id(self, capsul_id: str) -> Capsul | None:
+        return next((c for c in self.capsuls if c.id == capsul_id), None)
+
+    def by_address(self, address: str) -> list[Capsul]:
+        return [c for c in self.capsuls if address in (c.ipv4, c.ipv6)]
 
     def changes_since(self, old: Document | None) -> list[dict[str, object]]:
         """History records: one per capsul whose key set differs from ``old``'s."""
@@ -167,19 +207,7 @@ class Document:
             data = json.loads(raw)
             if data.get("version") != CACHE_VERSION:
                 raise ValueError("cache version")
-            capsuls = [
-                Capsul(
-                    id=_text(c["id"]),
-                    name=_text(c["name"]),
-                    state=_text(c["state"]),
-                    ipv4=c["ipv4"],
-                    ipv6=c["ipv6"],
-                    keys=[parse_line(k) for k in c["keys"]],
-                    problem=c["problem"],
-                    skipped=list(c["skipped"]),
-                )
-                for c in data["capsuls"]
-            ]
+            capsuls = [Capsul.from_json(c) for c in data["capsuls"]]
             return cls(
                 provider=_text(data["provider"]),
                 source=_text(data["source"]),
@@ -193,6 +221,8 @@ class Document:
                 api=_text(data.get("api", ""), 2048),
                 expires=float(data.get("expires", 0.0)),
                 trust=_text(data.get("trust", "")),
+                pages=int(data.get("pages", 1)),
+                count=int(data.get("count", len(capsuls))),
             )
         except (ValueError, KeyError, TypeError, AttributeError, VerificationError) as e:
             raise ValueError(f"damaged cached document: {e}") from e
@@ -258,8 +288,15 @@ def parse_capsul_api(body: bytes, provider: str, source: str) -> Document:
         seen.add(capsul.id)
         capsul.keys = [k for k in capsul.keys if k not in revoked]  # revocation wins
         capsuls.append(capsul)
-    return Document(provider, source, capsuls, account=account, generated_at=generated_at,
-                    revoked=revoked, api=api.rstrip("/"), expires=expires)  # fmt: skip
+    doc = Document(provider, source, capsuls, account=account, generated_at=generated_at,
+                   revoked=revoked, api=api.rstrip("/"), expires=expires)  # fmt: skip
+    token = data.get("next_page_token")
+    if token is not None:
+        clean = isinstance(token, str) and token.isascii() and token.isprintable()
+        if not clean or not 0 < len(token) <= MAX_TOKEN or " " in token:
+            raise VerificationError("document: 'next_page_token' is not a short clean string")
+        doc.next_page = token
+    return doc
 
 
 def _revoked(raw: object) -> list[HostKey]:
@@ -345,3 +382,98 @@ def _address(value: object, version: int) -> str | None:
     if address.version != version:
         raise VerificationError(f"'ipv{version}' holds an IPv{address.version} address")
     return str(address)
+
+
+# -- the listing index: a verified listing as a constant database (store/cdb.py) -----------
+
+_META, _STAMP, _ID, _IP = b"meta", b"stamp", b"id\0", b"ip\0"
+
+
+class Listing:
+    """A verified listing as the cache keeps it: the document's header and one record per
+    capsul, found by id or address in a few small reads (never the whole listing)."""
+
+    def __init__(self, reader: Any, header: Document, stamp: bytes) -> None:
+        self.reader = reader
+        self.header = header
+        self.stamp = stamp  # the cached document.json it indexes (ProviderCache.document_stamp)
+
+    @classmethod
+    def open(cls, path: str) -> Listing | None:
+        """None for a missing or damaged index."""
+        from sshpin.store.cdb import Reader
+
+        reader = Reader.open(path)
+        if reader is None:
+            return None
+        try:
+            raw, stamp = reader.get(_META), reader.get(_STAMP)
+            if raw is None or stamp is None:
+                raise ValueError("no header")
+            return cls(reader, Document.from_bytes(raw), stamp)
+        except ValueError:
+            reader.close()
+            return None
+
+    def close(self) -> None:
+        self.reader.close()
+
+    def by_id(self, capsul_id: str) -> Capsul | None:
+        raw = self.reader.get(_ID + capsul_id.encode())
+        return self._capsul(raw) if raw is not None else None
+
+    def _capsul(self, raw: bytes) -> Capsul:
+        """revoked_keys of any page apply account-wide: revocation wins on every read."""
+        capsul = Capsul.from_json(json.loads(raw))
+        if self.header.revoked:
+            capsul.keys = [k for k in capsul.keys if k not in self.header.revoked]
+        return capsul
+
+    def by_address(self, address: str) -> list[Capsul]:
+        found = [self.by_id(v.decode()) for v in self.reader.get_all(_IP + address.encode())]
+        return [c for c in found if c is not None]
+
+    def capsuls(self) -> Any:
+        """Every capsul, streamed in the order listed."""
+        for _, raw in self.reader.items(_ID):
+            yield self._capsul(raw)
+
+    def ids(self) -> Any:
+        """Every capsul id, streamed, without parsing the records."""
+        for key, _ in self.reader.items(_ID):
+            yield key[len(_ID) :].decode()
+
+
+class ListingWriter:
+    """Streams capsuls of a verified listing into a new index; ``commit`` makes it the cache's
+    listing at once, ``abort`` (or any failure before) leaves the old one untouched."""
+
+    def __init__(self, path: str) -> None:
+        from sshpin.store.cdb import Writer
+
+        self.writer = Writer(path)
+        self.ids: set[str] = set()
+
+    def add(self, capsul: Capsul) -> None:
+        if capsul.id in self.ids:
+            raise VerificationError(f"listing lists capsul {capsul.id} twice")
+        self.ids.add(capsul.id)
+        raw = json.dumps(capsul.to_json(), separators=(",", ":")).encode()
+        self.writer.add(_ID + capsul.id.encode(), raw)
+        for address in {capsul.ipv4, capsul.ipv6} - {None}:
+            assert address is not None
+            self.writer.add(_IP + address.encode(), capsul.id.encode())
+
+    def commit(self, header: Document, stamp: bytes) -> None:
+        """Make this the index of the document.json whose ``stamp`` is given (written first)."""
+        saved = header.capsuls
+        header.capsuls = []
+        try:
+            self.writer.add(_META, header.to_bytes())
+        finally:
+            header.capsuls = saved
+        self.writer.add(_STAMP, stamp)
+        self.writer.commit()
+
+    def abort(self) -> None:
+        self.writer.abort()

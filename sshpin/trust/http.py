@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from sshpin import __version__
@@ -118,9 +119,14 @@ def session(ca_bundle: str = "") -> requests.Session:
     s.ca_bundle = ca_bundle
     s.trust_env = False
     s.headers["User-Agent"] = USER_AGENT
+    s.headers["Accept-Encoding"] = "gzip"  # decoded here, under the cap (``_read_capped``)
     s.max_redirects = 0
     s.mount("https://", _TLSAdapter(tls_context(ca_bundle)))
     return s
+
+
+class TooLarge(VerificationError):
+    """A body (decoded) past the cap."""
 
 
 class Response:
@@ -264,22 +270,47 @@ def _get(
 
 
 def _read_capped(r: requests.Response, limit: int, deadline: float, what: str) -> bytes:
+    """The body, decoded, never more than ``limit`` bytes of it held: a gzip body is inflated
+    here chunk by chunk with a bound on the output, so a small bomb is refused as it grows."""
+    import zlib
+
+    encoding = r.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("identity", "gzip", ""):
+        raise VerificationError(f"{what}: answer in unsupported Content-Encoding {encoding[:20]!a}")
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
     declared = r.headers.get("Content-Length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise VerificationError(f"{what}: body of {declared} bytes exceeds the limit ({limit})")
+    if inflate is None and declared and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"{what}: body of {declared} bytes exceeds the limit ({limit})")
     chunks: list[bytes] = []
     size = 0
+
+    def take(data: bytes) -> None:
+        nonlocal size
+        size += len(data)
+        if size > limit:
+            raise TooLarge(f"{what}: body exceeds the limit ({limit} bytes, decoded)")
+        chunks.append(data)
+
     try:
-        for chunk in r.iter_content(chunk_size=65536):
-            size += len(chunk)
-            if size > limit:
-                raise VerificationError(f"{what}: body exceeds the limit ({limit} bytes)")
+        for chunk in r.raw.stream(65536, decode_content=False):
+            if inflate is None:
+                take(chunk)
+            else:
+                pending = chunk
+                while pending:
+                    take(inflate.decompress(pending, limit - size + 1))
+                    pending = inflate.unconsumed_tail
             if time.monotonic() > deadline:
                 raise ProviderError(
                     f"{what}: timed out (body not received within {TOTAL_TIMEOUT:.0f} s)"
                 )
-            chunks.append(chunk)
-    except requests.exceptions.RequestException as e:
+        if inflate is not None:
+            take(inflate.flush())
+            if not inflate.eof:
+                raise VerificationError(f"{what}: gzip body is truncated")
+    except zlib.error as e:
+        raise VerificationError(f"{what}: gzip body is damaged: {e}") from None
+    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as e:
         raise ProviderError(f"{what}: body not received: {_reason(e)}") from e
     return b"".join(chunks)
 

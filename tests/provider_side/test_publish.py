@@ -130,7 +130,7 @@ def test_real_ssh_pins_from_published_static_files_signed_in_the_agent(
     ssh.pin.config.write_text(
         '[[provider]]\nname = "bucket"\ntype = "url"\nhosts = ["127.0.0.1"]\n'
         f'url = "{api}/hostkeys/{{host}}.pub"\nsigning_keys = ["{ops[0]}"]\n'
-        f'ca_bundle = "{ssh.pin.ca_path}"\n'
+        f'ca_bundle = "{ssh.pin.ca_path}"\nports = [{ssh.sshd.port}]\n'
     )
     connected = ssh.ssh("echo", "static-url")
     assert connected.returncode == 0 and connected.stdout == "static-url\n", connected.stderr

@@ -1,0 +1,261 @@
+"""Large accounts (shared/DESIGN.md 4a, issue 12): ``?host=`` lookups, paged listings, gzip,
+the listing's O(1) index, ``cache refresh --all``; and the faults of each, which leave the
+cache byte for byte as it was."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+from sshpin.commands.demo import keygen
+from sshpin.provider_side.refserver import ReferenceServer, generated_key
+from sshpin.trust import sshsig
+from tests.conftest import Keys, Pin
+
+PAGE = 1000
+
+
+def host(i: int) -> str:
+    return f"capsul-g{i:06d}"
+
+
+def ask(pin: Pin, i: int, name: str | None = None) -> tuple[str, str]:
+    line = generated_key(i)[0]
+    done = pin.hook("HOSTNAME", name or host(i), *line.split())
+    assert done.returncode == 0
+    return done.stdout, done.stderr
+
+
+def served(pin: Pin, i: int, name: str | None = None) -> None:
+    out, err = ask(pin, i, name)
+    assert out.split()[1:] == generated_key(i)[0].split(), err
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def fleet(pin: Pin, provider: ReferenceServer, count: int, page: int | None = PAGE) -> None:
+    provider.api.generate(count)
+    provider.api.page_size = page
+    provider.api.gzip = True
+
+
+def requests_for(provider: ReferenceServer, action: object) -> list[str]:
+    before = len(provider.api.queries)
+    action() if callable(action) else None
+    return provider.api.queries[before:]
+
+
+@pytest.mark.parametrize(
+    "count", [10, 5_000, pytest.param(100_000, marks=pytest.mark.slow)], ids=str
+)
+def test_an_account_of_any_size(pin: Pin, provider: ReferenceServer, count: int) -> None:
+    pin.write_config(hosts='["capsul-*", "10.*"]')
+    fleet(pin, provider, count)
+    paged = count > PAGE
+    # cold hook: the listing's first page; a paged provider then answers one ?host= lookup
+    asked = requests_for(provider, lambda: served(pin, count - 1))
+    assert asked == (["", f"host={host(count - 1)}"] if paged else [""])
+    # a new host: from the index (small account) or one small lookup (large)
+    provider.api.bytes_sent = 0
+    asked = requests_for(provider, lambda: served(pin, count // 2))
+    assert asked == ([f"host={host(count // 2)}"] if paged else [])
+    assert provider.api.bytes_sent <= 256 * 1024
+    # a cached hit: nothing asked
+    assert requests_for(provider, lambda: served(pin, count - 1)) == []
+    # cache refresh --all: every page, each verified
+    before = len(provider.api.queries)
+    done = pin.run("cache", "refresh", "--all", timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # not a terminal: no progress
+    assert len(provider.api.queries) - before == math.ceil(count / PAGE)
+    # the provider down: every capsul is served from the cache
+    provider.api.status_override = 503
+    before = provider.api.count()
+    for i in (0, count // 3, count - 2):
+        served(pin, i)
+    served(pin, 1, name="10.0.0.2")  # by address, through the index
+    assert provider.api.count() == before
+
+
+def test_an_old_server_ignoring_host_and_pages_keeps_working(
+    pin: Pin, provider: ReferenceServer
+) -> None:
+    fleet(pin, provider, 5_000, page=None)
+    provider.api.honour_host = False
+    assert requests_for(provider, lambda: served(pin, 7)) == [""]
+    assert requests_for(provider, lambda: served(pin, 4_321)) == []  # the index
+    assert pin.run("cache", "refresh", "--all").returncode == 0
+    served(pin, 99)
+
+
+def test_a_listing_past_the_cap_names_the_cap_and_the_way_out(
+    pin: Pin, provider: ReferenceServer
+) -> None:
+    fleet(pin, provider, 30_000, page=None)
+    provider.api.gzip = False
+    out, err = ask(pin, 3)
+    assert out == ""
+    assert err.count("\n") == 1 and "4 MiB cap" in err and "?host=" in err, err
+
+
+def test_a_paging_server_ignoring_host_says_what_to_do(pin: Pin, provider: ReferenceServer) -> None:
+    fleet(pin, provider, 3_000)
+    provider.api.honour_host = False
+    served(pin, 5)  # on the first page
+    out, err = ask(pin, 2_500)
+    assert out == "" and err.count("\n") == 1 and "cache refresh --all" in err, err
+    assert pin.run("cache", "refresh", "--all").returncode == 0
+    served(pin, 2_500)
+
+
+# -- faults: one clear line, nothing for ssh, the cache as it was ---------------------------
+
+
+@pytest.fixture(scope="module")
+def ops(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, object]:
+    path = tmp_path_factory.mktemp("ops") / "ops"
+    return keygen(str(path), comment="ops"), sshsig.load_private_key(str(path))
+
+
+@pytest.fixture
+def listed(pin: Pin, provider: ReferenceServer, ops: tuple[str, object]) -> Pin:
+    """A signed, paged account of 500 capsuls, wholly cached by ``cache refresh --all``."""
+    pin.write_config(extra=f'signing_keys = ["{ops[0]}"]\n')
+    provider.api.signing_key = ops[1]
+    fleet(pin, provider, 500, page=100)
+    assert pin.run("cache", "refresh", "--all").returncode == 0
+    served(pin, 3)
+    return pin
+
+
+@pytest.mark.parametrize(
+    ("fault", "value", "words"),
+    [
+        ("page_fail", 3, "HTTP 500"),
+        ("token_cycle", True, "repeats"),
+        ("page_account", 2, "mix-and-match"),
+        ("page_bad_sig", 4, "signature refused"),
+        ("page_old", 3, "rollback"),
+        ("bomb", True, "exceeds the limit"),
+    ],
+)
+def test_a_bad_page_leaves_the_cache_byte_identical(
+    listed: Pin, provider: ReferenceServer, fault: str, value: object, words: str
+) -> None:
+    before = snapshot(listed.cache)
+    provider.api.faults[fault] = value
+    done = listed.run("cache", "refresh", "--all")
+    assert done.returncode != 0 and words in done.stderr, done.stderr
+    assert done.stdout == ""
+    assert snapshot(listed.cache) == before
+
+
+@pytest.mark.parametrize(
+    ("fault", "value", "words"),
+    [("lookup_other", 7, "another host's capsul"), ("bomb", True, "exceeds the limit")],
+)
+def test_a_bad_lookup_prints_one_line_and_nothing_for_ssh(
+    listed: Pin, provider: ReferenceServer, fault: str, value: object, words: str
+) -> None:
+    listed.expire()  # the listing is stale: a new host is looked up
+    before = snapshot(listed.cache)
+    provider.api.faults[fault] = value
+    out, err = ask(listed, 42)
+    assert out == "" and err.count("\n") == 1 and words in err, err
+    assert snapshot(listed.cache) == before
+
+
+def test_a_lookup_older_than_the_listing_is_a_rollback(
+    listed: Pin, provider: ReferenceServer
+) -> None:
+    import time
+
+    listed.expire()
+    provider.api.generated_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
+    before = snapshot(listed.cache)
+    out, err = ask(listed, 42)
+    assert out == "" and err.count("\n") == 1 and "rollback" in err, err
+    assert snapshot(listed.cache) == before
+
+
+def test_a_new_host_after_a_listing_is_read_from_the_index_alone(
+    pin: Pin, provider: ReferenceServer
+) -> None:
+    fleet(pin, provider, 10)
+    served(pin, 1)
+    document = pin.cache / "capsul" / "document.json"
+    st = document.stat()
+    with open(document, "r+b") as f:  # garbage in place: same inode, size and mtime
+        f.write(b"#" * st.st_size)
+    os.utime(document, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert requests_for(provider, lambda: served(pin, 8)) == []  # never parsed: the index
+
+
+def test_concurrent_cold_lookups_of_one_host_make_one_request(
+    pin: Pin, provider: ReferenceServer
+) -> None:
+    import subprocess
+
+    from tests.conftest import SSHPIN
+
+    fleet(pin, provider, 3_000)
+    served(pin, 1)  # the provider is now known to page
+    provider.api.delay = 0.5
+    line = generated_key(2_222)[0]
+    procs = [
+        subprocess.Popen([SSHPIN, "known-hosts", "HOSTNAME", host(2_222), *line.split()],
+                         env=pin.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]  # fmt: skip
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert all(out.split()[1:] == line.split() for out, _ in outs), outs
+    assert provider.api.queries.count(f"host={host(2_222)}") == 1
+
+
+def test_a_dns_name_of_a_paged_provider_is_looked_up_by_its_address(
+    pin: Pin, provider: ReferenceServer, keys: Keys
+) -> None:
+    pin.write_config(hosts='["capsul-*", "localhost"]')
+    fleet(pin, provider, 3_000)
+    served(pin, 1)  # the provider is now known to page
+    provider.api.add("capsul-local", [keys.pub(keys.host)], ipv4="127.0.0.1", ipv6="::1")
+    line = keys.pub(keys.host).split()[:2]
+    done = pin.hook("HOSTNAME", "localhost", *line)
+    assert done.stdout.split()[1:] == line, done.stderr
+    assert provider.api.queries[-1] in ("host=127.0.0.1", "host=%3A%3A1")
+
+
+def test_refresh_all_shows_progress_on_a_terminal_only(pin: Pin, provider: ReferenceServer) -> None:
+    import pty
+    import subprocess
+
+    from tests.conftest import SSHPIN
+
+    fleet(pin, provider, 2_500)
+    leader, follower = pty.openpty()
+    argv = [SSHPIN, "cache", "refresh", "--all"]
+    done = subprocess.run(argv, env=pin.env, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=follower, timeout=120)  # fmt: skip
+    os.close(follower)
+    shown = os.read(leader, 65536).decode()
+    os.close(leader)
+    assert done.returncode == 0
+    assert "page 3, 2500 capsuls" in shown, shown
+
+
+def test_an_unknown_key_of_a_listed_host_is_looked_up_once_per_30_s(
+    pin: Pin, provider: ReferenceServer
+) -> None:
+    fleet(pin, provider, 2_000)
+    assert pin.run("cache", "refresh", "--all").returncode == 0
+    wrong = generated_key(5)[0].split()
+    for _ in range(3):
+        done = pin.hook("HOSTNAME", host(6), *wrong)
+        assert wrong[1] not in done.stdout and "not one provider" in done.stderr, done.stderr
+    assert provider.api.queries[-1] == f"host={host(6)}"
+    assert provider.api.queries.count(f"host={host(6)}") == 1

@@ -112,16 +112,44 @@ def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
+def key_entry(key: HostKey) -> dict[str, str]:
+    """One ``ssh_host_keys`` (or ``revoked_keys``) entry: type, base64, SHA256 fingerprint."""
+    return {"key_type": key.key_type, "content": key.base64, "sha256": key.sha256()}
+
+
+def v1_document(
+    account: str,
+    api: str | None,
+    generated_at: str,
+    expires: str | None,
+    capsuls: list[dict[str, Any]],
+    revoked: list[dict[str, str]] | None = None,
+    next_page_token: str | None = None,
+) -> dict[str, Any]:
+    """The v1 document (docs/provider-api.md), field by field. The one place that writes it:
+    ``sshpin publish`` and the reference server (so the demo serves what an operator would
+    publish)."""
+    doc: dict[str, Any] = {"account": account}
+    if api:
+        doc["api"] = api.rstrip("/")
+    doc["generated_at"] = generated_at
+    if expires:
+        doc["expires"] = expires
+    doc["capsuls"] = capsuls
+    if revoked:
+        doc["revoked_keys"] = revoked
+    if next_page_token is not None:
+        doc["next_page_token"] = next_page_token
+    return doc
+
+
 def document(inventory: Inventory, api_url: str, now: float, days: int) -> bytes:
     capsuls: list[dict[str, Any]] = [
         {"id": m.capsul, "name": m.name or m.host, "state": "running", "ipv4": m.ipv4,
-         "ipv6": m.ipv6,
-         "ssh_host_keys": [{"key_type": k.key_type, "content": k.base64, "sha256": k.sha256()}
-                           for k in m.keys]}
+         "ipv6": m.ipv6, "ssh_host_keys": [key_entry(k) for k in m.keys]}
         for m in inventory.machines if m.capsul
     ]  # fmt: skip
-    doc = {"account": inventory.account, "api": api_url.rstrip("/"), "generated_at": _iso(now),
-           "expires": _iso(now + days * 86400), "capsuls": capsuls}  # fmt: skip
+    doc = v1_document(inventory.account, api_url, _iso(now), _iso(now + days * 86400), capsuls)
     return json.dumps(doc, indent=1).encode() + b"\n"
 
 

@@ -19,11 +19,11 @@ from typing import Any
 
 
 def host_key_entry(pub_line: str) -> dict[str, str]:
-    """A ``ssh_host_keys`` entry for a ``.pub`` line, as the provider publishes it."""
+    """A ``ssh_host_keys`` entry for a ``.pub`` line, as ``sshpin publish`` writes it."""
     from sshpin.core.keys import parse_line
+    from sshpin.provider_side.publish import key_entry
 
-    key = parse_line(pub_line)
-    return {"key_type": key.key_type, "content": key.base64, "sha256": key.sha256()}
+    return key_entry(parse_line(pub_line))
 
 
 class CapsulAPI:
@@ -51,6 +51,7 @@ class CapsulAPI:
         # provider's document is stable (and its ETag too) until its data changes
         self.require_token = True  # False: a broken provider that lists for anyone
         self.honour_etag = True  # False: a broken provider that ignores If-None-Match
+        self.not_modified = 0  # 304 answers sent
         self.signature_override: str | None = None  # a Sshpin-Signature header to send
         self.files: dict[str, bytes] = {}  # object storage: /files/<path> (type = "url")
         self.file_requests = 0
@@ -173,20 +174,16 @@ class CapsulAPI:
             account = self.account
             if page_number is not None and page_number == self.faults.get("page_account"):
                 account = "mallory@example.org"
-            doc: dict[str, Any] = {"account": account}
-            if self.bound and self.api_url:
-                doc["api"] = self.api_url
-            doc["generated_at"] = generated
+            from sshpin.provider_side.publish import v1_document
+
+            expires = None
             if self.bound:
                 from datetime import datetime
 
                 begins = datetime.fromisoformat(generated).timestamp()
-                doc["expires"] = self.expires or _iso(begins + 7 * 86400)
-            doc["capsuls"] = selected
-            if self.revoked:
-                doc["revoked_keys"] = self.revoked
-            if next_token is not None:
-                doc["next_page_token"] = next_token
+                expires = self.expires or _iso(begins + 7 * 86400)
+            api = self.api_url if self.bound else None
+            doc = v1_document(account, api, generated, expires, selected, self.revoked, next_token)
             indent = 1 if len(selected) < 1000 else None  # a big page: compact, as a real one
             return json.dumps(doc, indent=indent).encode(), str(page_number or "")
 
@@ -328,6 +325,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
         if api.honour_etag and self.headers.get("If-None-Match") == etag:
+            with api.lock:
+                api.not_modified += 1
             self._send(304, b"", {"ETag": etag})
             return
         headers = {"Content-Type": "application/json", "ETag": etag, **api.extra_headers}

@@ -22,8 +22,7 @@ from sshpin.core.files import ensure_dir
 from sshpin.core.names import Query, hosts_match
 from sshpin.errors import ConfigError, SshpinError, log, say
 from sshpin.store import pins
-from sshpin.store.cachedir import HIT, ProviderCache
-from sshpin.store.entries import HostEntry
+from sshpin.store.entries import HIT, HostEntry, ask
 
 __all__ = ["Answer", "Query", "lookup"]
 
@@ -110,10 +109,10 @@ def _from_provider(query: Query, fetch: bool) -> Answer:
     if provider is None:
         return Answer("no provider's hosts match it, and it is not pinned")
     signed_only = bool(provider.get("signing_keys"))
-    store = ProviderCache(root, provider.name)
     trust = provider.get("trust")  # None for types that cache nothing
     now = time.time()
-    state, entry = store.ask(query.host, provider.ttl, query.want, now, signed_only, trust)
+    state, entry = ask(root, provider.name, query.host, provider.ttl, query.want, now,
+                       signed_only, trust)  # fmt: skip
     if state == HIT and entry is not None:
         log(query.token, f"cached ({entry.capsul}, {entry.rule})")
         return Answer(_why(entry), None, provider.name, entry)

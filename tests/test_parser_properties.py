@@ -120,7 +120,8 @@ PATTERNS = st.sampled_from(["capsul-*", "*.capsul.example", "203.0.113.0/24", "!
 
 @given(DURATIONS, st.lists(PATTERNS, min_size=1, max_size=4), st.data())
 def test_config_tables(parts: list[tuple[int, str]], hosts: list[str], data: st.DataObject) -> None:
-    from sshpin.core.config import parse_document, parse_duration
+    from sshpin.core.config import parse_document
+    from sshpin.core.schema import parse_duration
     from sshpin.errors import ConfigError
     from sshpin.providers import validate_table
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sshpin.core import config
-from sshpin.core.names import too_broad
+from sshpin.core.schema import too_broad
 from sshpin.errors import ConfigError
 from sshpin.providers import load_config
 from tests.conftest import SSHPIN, Keys, Pin

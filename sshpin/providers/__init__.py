@@ -38,7 +38,7 @@ def for_config(cfg: ProviderConfig, root: str | None = None) -> Provider:
 
 def validate_table(table: dict[str, Any]) -> dict[str, Any]:
     """One ``[[provider]]`` table checked: the common keys, then its type's own."""
-    from sshpin.core.config import check_keys, validate_common
+    from sshpin.core.schema import check_keys, validate_common
 
     out = validate_common(table, TYPES)
     cls = provider_class(out["type"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from sshpin.core.config import (
+from sshpin.core.schema import (
     flag,
     freshness,
     https_url,
@@ -884,7 +884,7 @@ def _parses(raw: bytes) -> bool:
 
 
 def _list(table: dict[str, Any], key: str) -> list[str]:
-    from sshpin.core.config import string_list
+    from sshpin.core.schema import string_list
 
     return string_list(table, key)
 

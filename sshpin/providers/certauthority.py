@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sshpin.core.config import key_lines, path_list, ports, string_list
 from sshpin.core.files import read_trusted
 from sshpin.core.keys import SIGNING_KEY_TYPES, HostKey, parse_key_lines, parse_line
-from sshpin.core.names import too_broad
+from sshpin.core.schema import key_lines, path_list, ports, string_list, too_broad
 from sshpin.errors import ConfigError, VerificationError, log
 from sshpin.providers.interface import Provider
 from sshpin.store.entries import HostEntry

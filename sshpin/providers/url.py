@@ -21,7 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from sshpin.core.config import (
+from sshpin.core.schema import (
     flag,
     freshness,
     https_url,

@@ -23,13 +23,20 @@ from __future__ import annotations
 import os
 
 from sshpin.core.files import atomic_write, ensure_dir, read_small
-from sshpin.store.entries import ENTRY_MAGIC, HostEntry, age, fresh
+from sshpin.store.entries import (
+    ENTRY_MAGIC,
+    HostEntry,
+    age,
+    document_mtime,
+    document_path,
+    entry_path,
+    read_entry,
+)
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (about 2 ms)
 if TYPE_CHECKING:
     from sshpin.store.locks import FetchLock
 
-HIT, MISS, STALE, MISMATCH = "hit", "miss", "stale", "mismatch"
 MISMATCH_INTERVAL = 30.0  # at most one refetch per host for an unknown key in this many seconds
 MAX_DOCUMENT = 16 * 1024 * 1024  # the cached form of a document (4 MiB of JSON, re-encoded)
 
@@ -43,56 +50,10 @@ class ProviderCache:
         self.dir = os.path.join(root, provider)
 
     def host_path(self, host: str) -> str:
-        return os.path.join(self.dir, "hosts", host)
+        return entry_path(self.root, self.provider, host)
 
     def read_host(self, host: str) -> HostEntry | None:
-        raw = read_small(self.host_path(host))
-        if raw is None:
-            return None
-        try:
-            return HostEntry.from_text(raw.decode("ascii"))
-        except UnicodeDecodeError:
-            return None
-
-    def ask(
-        self,
-        host: str,
-        ttl: float,
-        want: bytes | None,
-        now: float,
-        signed_only: bool,
-        trust: str | None = None,
-    ) -> tuple[str, HostEntry | None]:
-        """The cache's one answer for a host, with the entry it read (if any):
-
-        - HIT: fresh, current with the provider's document, and it holds the server's key;
-        - MISMATCH: fresh and current, but the server's key (``want``) is not among its keys;
-        - STALE: past ``ttl`` or its signed ``expires``, or older than the provider's cached
-          document: usable only if a fetch fails, within the one freshness rule
-          (``entries.servable``);
-        - MISS: nothing cached for the host, or an entry verified under another trust context
-          (``trust``: signing keys, URL, CA bundle or account changed since) or unsigned while
-          signatures are required now.
-        """
-        entry = self.read_host(host)
-        if entry is None:
-            return MISS, None
-        if signed_only and not entry.signed:
-            return MISS, None  # signatures are required now: unsigned keys are not good enough
-        if trust is not None and entry.trust != trust:
-            return MISS, None  # verified under another configuration: not evidence any more
-        if not fresh(entry.fetched_at, entry.expires, ttl, now):
-            return STALE, entry
-        if not self._current(entry):
-            return STALE, entry
-        return (HIT if entry.has(want) else MISMATCH), entry
-
-    def _current(self, entry: HostEntry) -> bool:
-        """Is the entry at least as new as the provider's cached document? The document is
-        rewritten (its mtime set to its fetch time) on every fetch, so an entry derived from an
-        older one may list keys the provider has since dropped. No document: nothing newer."""
-        mtime = self.document_mtime()
-        return mtime is None or mtime <= entry.fetched_at + 0.001
+        return read_entry(self.host_path(host))
 
     def peek_host(self, host: str) -> tuple[str, str] | None:
         """(host, capsul) of an entry, without parsing its keys: for listing many entries.
@@ -138,17 +99,14 @@ class ProviderCache:
 
     @property
     def document_path(self) -> str:
-        return os.path.join(self.dir, "document.json")
+        return document_path(self.root, self.provider)
 
     def read_document(self) -> bytes | None:
         """The cached document's bytes (trust/document.py parses them), or None."""
         return read_small(self.document_path, limit=MAX_DOCUMENT)
 
     def document_mtime(self) -> float | None:
-        try:
-            return os.stat(self.document_path).st_mtime
-        except OSError:
-            return None
+        return document_mtime(self.root, self.provider)
 
     def document_stamp(self) -> bytes | None:
         """Which document.json is cached (inode, size, mtime): the listing's index names the

@@ -7,8 +7,13 @@ Standard library only: a cached hit reads one entry and nothing else.
 
 from __future__ import annotations
 
+import os
+
+from sshpin.core.files import read_small
 from sshpin.core.keys import HostKey, parse_line
 from sshpin.errors import VerificationError
+
+HIT, MISS, STALE, MISMATCH = "hit", "miss", "stale", "mismatch"
 
 ENTRY_MAGIC = "sshpin-host 1"
 FUTURE_SKEW = 300.0  # a fetch time further in the future than this means the clock jumped back
@@ -159,3 +164,68 @@ def servable(
     if expires and now >= expires:
         return False
     return age(fetched_at, now) < ttl + stale_if_error
+
+
+def entry_path(root: str, provider: str, host: str) -> str:
+    """``<cache>/<provider>/hosts/<host>`` (store/cachedir.py has the whole layout)."""
+    return os.path.join(root, provider, "hosts", host)
+
+
+def document_path(root: str, provider: str) -> str:
+    return os.path.join(root, provider, "document.json")
+
+
+def document_mtime(root: str, provider: str) -> float | None:
+    try:
+        return os.stat(document_path(root, provider)).st_mtime
+    except OSError:
+        return None
+
+
+def read_entry(path: str) -> HostEntry | None:
+    """An entry file, strictly parsed; None when missing or damaged (a miss, never a crash)."""
+    raw = read_small(path)
+    if raw is None:
+        return None
+    try:
+        return HostEntry.from_text(raw.decode("ascii"))
+    except UnicodeDecodeError:
+        return None
+
+
+def ask(
+    root: str,
+    provider: str,
+    host: str,
+    ttl: float,
+    want: bytes | None,
+    now: float,
+    signed_only: bool,
+    trust: str | None = None,
+) -> tuple[str, HostEntry | None]:
+    """The cache's one answer for a host, with the entry it read (if any). Here, not in
+    store/cachedir.py, so that a cached hit loads nothing else:
+
+    - HIT: fresh, current with the provider's document, and it holds the server's key;
+    - MISMATCH: fresh and current, but the server's key (``want``) is not among its keys;
+    - STALE: past ``ttl`` or its signed ``expires``, or older than the provider's cached
+      document: usable only if a fetch fails, within the one freshness rule (``servable``);
+    - MISS: nothing cached for the host, or an entry verified under another trust context
+      (``trust``: signing keys, URL, CA bundle or account changed since) or unsigned while
+      signatures are required now.
+    """
+    entry = read_entry(entry_path(root, provider, host))
+    if entry is None:
+        return MISS, None
+    if signed_only and not entry.signed:
+        return MISS, None  # signatures are required now: unsigned keys are not good enough
+    if trust is not None and entry.trust != trust:
+        return MISS, None  # verified under another configuration: not evidence any more
+    if not fresh(entry.fetched_at, entry.expires, ttl, now):
+        return STALE, entry
+    # The document is rewritten (its mtime set to its fetch time) on every fetch: an entry
+    # derived from an older one may list keys the provider has since dropped.
+    mtime = document_mtime(root, provider)
+    if mtime is not None and mtime > entry.fetched_at + 0.001:
+        return STALE, entry
+    return (HIT if entry.has(want) else MISMATCH), entry

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sshpin.core import config
+from sshpin.core import config, schema
 from sshpin.errors import ConfigError
 from sshpin.providers import load_config, validate_table
 
@@ -79,13 +79,13 @@ def test_compiled_copy_used_and_refreshed(tmp_path: Path) -> None:
 def test_durations(parts: list[tuple[int, str]]) -> None:
     text = "".join(f"{n}{u}" for n, u in parts)
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    assert config.parse_duration(text, "ttl") == sum(n * units[u] for n, u in parts)
+    assert schema.parse_duration(text, "ttl") == sum(n * units[u] for n, u in parts)
 
 
 @given(st.text(max_size=20))
 def test_duration_parser_never_crashes(text: str) -> None:
     try:
-        assert config.parse_duration(text, "ttl") >= 0
+        assert schema.parse_duration(text, "ttl") >= 0
     except ValueError as e:
         assert "ttl" in str(e)
 

@@ -21,7 +21,6 @@ from sshpin.core import config
 from sshpin.core.files import ensure_dir
 from sshpin.core.names import Query, hosts_match
 from sshpin.errors import ConfigError, SshpinError, log, say
-from sshpin.store import pins
 from sshpin.store.entries import HIT, HostEntry, ask
 
 __all__ = ["Answer", "Query", "lookup"]
@@ -69,7 +68,7 @@ def lookup(query: Query, fetch: bool = True) -> Answer:
 
 
 def _lookup(query: Query, fetch: bool) -> Answer:
-    pin = pins.read(query.name)
+    pin = _pin(query.name)
     if pin is not None and query.want is not None and pin.has(query.want):
         log(query.token, "pinned")
         return Answer("pinned", pin)
@@ -84,6 +83,18 @@ def _lookup(query: Query, fetch: bool) -> Answer:
     if pin is not None and answer.entry is None:
         answer.why = "pinned"
     return answer
+
+
+def _pin(name: str) -> HostEntry | None:
+    """The user's pin for ``name``. The pin store is loaded only when a pins directory exists:
+    most users pin nothing, and this runs on every ssh connection."""
+    import os
+
+    if not os.path.isdir(os.path.join(config.config_dir(), "pins")):
+        return None
+    from sshpin.store import pins
+
+    return pins.read(name)
 
 
 def _from_provider(query: Query, fetch: bool) -> Answer:

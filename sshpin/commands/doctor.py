@@ -6,7 +6,6 @@ import re
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
 
 from sshpin.commands.proxy import managed_known_hosts
 from sshpin.commands.setup import (
@@ -22,27 +21,13 @@ from sshpin.commands.setup import (
     ssh_patterns,
 )
 from sshpin.core import config as config_mod
+from sshpin.core.checks import Check
 from sshpin.core.files import ensure_dir
 from sshpin.errors import AuthError, SshpinError
 from sshpin.providers import for_config, load_config
 from sshpin.store import pins
 
 MIN_OPENSSH = (8, 5)  # the first release with KnownHostsCommand
-
-
-@dataclass
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
-
-    def line(self) -> str:
-        text = f"{'ok' if self.ok else 'FAIL':<4}  {self.name}: {self.detail}"
-        return text + (f" (fix: {self.fix})" if self.fix and not self.ok else "")
-
-    def as_dict(self) -> dict[str, object]:
-        return {"check": self.name, "ok": self.ok, "detail": self.detail, "fix": self.fix}
 
 
 def openssh_version(ssh: str) -> tuple[str, tuple[int, int] | None]:

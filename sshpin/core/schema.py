@@ -119,6 +119,15 @@ def check_keys(table: dict[str, Any], allowed: Collection[str], kind: str) -> No
             raise ValueError(f"unknown key {key!r} for a provider of type {kind!r}{guess}")
 
 
+def fetching(table: dict[str, Any], out: dict[str, Any]) -> None:
+    """The keys of every provider that fetches: ``ttl``, ``stale_if_error``, ``ports`` (22 by
+    default: the sshd whose keys it knows), ``signing_keys`` and ``ca_bundle``."""
+    freshness(table, out)
+    ports(table, out, [22])
+    out["signing_keys"] = key_lines(string_list(table, "signing_keys"))
+    out["ca_bundle"] = path_value(table, "ca_bundle")
+
+
 def freshness(table: dict[str, Any], out: dict[str, Any]) -> None:
     """``ttl`` and ``stale_if_error``, for providers that fetch."""
     out["ttl_seconds"] = parse_duration(table.get("ttl", "1h"), "ttl")

@@ -10,29 +10,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from typing import Any
 
+from sshpin.core.checks import Check
 from sshpin.errors import SshpinError
 
 MAX_PAGES = 1000
 SKEW = 300.0
 MAX_AGE = 30 * 86400
-
-
-@dataclass
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
-
-    def line(self) -> str:
-        text = f"{'ok' if self.ok else 'FAIL':<4}  {self.name}: {self.detail}"
-        return text + (f" (fix: {self.fix})" if self.fix and not self.ok else "")
-
-    def as_dict(self) -> dict[str, object]:
-        return {"check": self.name, "ok": self.ok, "detail": self.detail, "fix": self.fix}
 
 
 class Client:

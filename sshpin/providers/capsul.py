@@ -11,12 +11,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from sshpin.core.schema import (
+    fetching,
     flag,
-    freshness,
     https_url,
-    key_lines,
-    path_value,
-    ports,
     string,
     trust_context,
 )
@@ -63,10 +60,7 @@ class CapsulProvider(Provider):
     def validate(table: dict[str, Any], out: dict[str, Any]) -> None:
         from sshpin.core.names import is_capsul_id, valid_host
 
-        freshness(table, out)
-        ports(table, out, [22])
-        out["signing_keys"] = key_lines(_list(table, "signing_keys"))
-        out["ca_bundle"] = path_value(table, "ca_bundle")
+        fetching(table, out)  # ttl, stale_if_error, ports, signing_keys, ca_bundle
         out["api_url"] = https_url(string(table, "api_url"), "api_url").rstrip("/")
         aliases = table.get("aliases", {})
         if not isinstance(aliases, dict):
@@ -881,12 +875,6 @@ def _parses(raw: bytes) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _list(table: dict[str, Any], key: str) -> list[str]:
-    from sshpin.core.schema import string_list
-
-    return string_list(table, key)
 
 
 def _iso(ts: float) -> str:

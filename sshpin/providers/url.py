@@ -22,14 +22,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from sshpin.core.schema import (
+    fetching,
     flag,
-    freshness,
     https_url,
-    key_lines,
-    path_value,
-    ports,
     string,
-    string_list,
     trust_context,
 )
 from sshpin.errors import NoKeysError, SshpinError, VerificationError, log, say
@@ -63,10 +59,7 @@ class UrlProvider(Provider):
 
     @staticmethod
     def validate(table: dict[str, Any], out: dict[str, Any]) -> None:
-        freshness(table, out)
-        ports(table, out, [22])
-        out["signing_keys"] = key_lines(string_list(table, "signing_keys"))
-        out["ca_bundle"] = path_value(table, "ca_bundle")
+        fetching(table, out)  # ttl, stale_if_error, ports, signing_keys, ca_bundle
         url = https_url(string(table, "url"), "url")
         if "{host}" not in url:
             raise ValueError("url: must contain {host}")

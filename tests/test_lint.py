@@ -47,3 +47,18 @@ def test_man_pages_lint_clean(page: str) -> None:
         pytest.fail("mandoc is not installed (apt-get install mandoc)")
     done = _run(mandoc, "-T", "lint", "-W", "warning", page)
     assert done.returncode == 0 and not done.stdout.strip(), done.stdout + done.stderr
+
+
+def test_every_security_mutant_still_names_its_code() -> None:
+    """mutation/run_mutants.py plants each mutant by exact text; code that moved makes it
+    stale (and CI's mutant stage fail). Caught here first, in the suite, in milliseconds."""
+    import tomllib
+
+    mutants = tomllib.loads((ROOT / "mutation" / "security_mutants.toml").read_text())["mutant"]
+    assert len({m["id"] for m in mutants}) == len(mutants)
+    for m in mutants:
+        source = (ROOT / m["file"]).read_text()
+        finds = m["find"] if isinstance(m["find"], list) else [m["find"]]
+        for find in finds:
+            assert source.count(find) == 1, f"{m['id']}: {find!r} is not once in {m['file']}"
+        assert m["killed_by"], m["id"]

@@ -99,13 +99,14 @@ def _pin(name: str) -> HostEntry | None:
 
 def _from_provider(query: Query, fetch: bool) -> Answer:
     root = config.cache_dir()
+    cached: str | None = root  # where the compiled config copy lives; None: no cache dir yet
     try:
         ensure_dir(root, create=fetch)
     except FileNotFoundError:
-        pass  # nothing cached yet, and nothing to create without a fetch
+        cached = None  # nothing cached yet, and nothing to create without a fetch
     except OSError as e:
         raise ConfigError(f"cache dir {root}: {e.strerror or e}") from None
-    cfg = _load_config(root if fetch or _exists(root) else None)
+    cfg = _load_config(cached)
     if cfg is None:
         return Answer(f"no config file ({config.config_path()}): not managed")
     port = query.port
@@ -151,12 +152,6 @@ def _validate(table: dict[str, object]) -> dict[str, object]:
     from sshpin.providers import validate_table
 
     return validate_table(table)
-
-
-def _exists(path: str) -> bool:
-    import os
-
-    return os.path.isdir(path)
 
 
 def full_environment() -> None:

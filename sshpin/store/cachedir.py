@@ -27,7 +27,6 @@ from sshpin.store.entries import (
     ENTRY_MAGIC,
     HostEntry,
     age,
-    document_mtime,
     document_path,
     entry_path,
     read_entry,
@@ -104,9 +103,6 @@ class ProviderCache:
     def read_document(self) -> bytes | None:
         """The cached document's bytes (trust/document.py parses them), or None."""
         return read_small(self.document_path, limit=MAX_DOCUMENT)
-
-    def document_mtime(self) -> float | None:
-        return document_mtime(self.root, self.provider)
 
     def document_stamp(self) -> bytes | None:
         """Which document.json is cached (inode, size, mtime): the listing's index names the

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -47,6 +48,40 @@ def test_man_pages_lint_clean(page: str) -> None:
         pytest.fail("mandoc is not installed (apt-get install mandoc)")
     done = _run(mandoc, "-T", "lint", "-W", "warning", page)
     assert done.returncode == 0 and not done.stdout.strip(), done.stdout + done.stderr
+
+
+def _quote_problems(text: str) -> list[str]:
+    """Paragraphs of rendered text whose typographic single quotes do not pair up: a quote
+    opened inside another, or one left open (mdoc's partial-implicit Ql swallowing the rest of
+    its line renders as ``(‘a is ‘b’’)``)."""
+    bad = []
+    for paragraph in text.split("\n\n"):
+        depth = 0
+        for ch in paragraph:
+            depth += {"\u2018": 1, "\u2019": -1}.get(ch, 0)
+            if depth not in (0, 1):
+                break
+        if depth != 0:
+            bad.append(" ".join(paragraph.split())[:200])
+    return bad
+
+
+def test_quote_check_finds_a_swallowed_quote() -> None:
+    assert _quote_problems("a (\u2018x is \u2018y\u2019\u2019) b") != []
+    assert _quote_problems("a (\u2018x\u2019 is \u2018y\u2019) b\n\n\u2018z\u2019") == []
+
+
+@pytest.mark.parametrize("page", ["man/sshpin.1", "man/sshpin.conf.5"])
+def test_man_pages_render_with_paired_quotes(page: str) -> None:
+    """What a reader sees (``mandoc -T utf8``): every quote closes where it should."""
+    mandoc = shutil.which("mandoc")
+    if mandoc is None:
+        pytest.fail("mandoc is not installed (apt-get install mandoc)")
+    done = _run(mandoc, "-T", "utf8", page)
+    assert done.returncode == 0, done.stderr
+    text = re.sub(".\b", "", done.stdout)  # overstrike (bold, underline) to plain text
+    assert "\u2018" in text  # the check below has quotes to look at
+    assert _quote_problems(text) == []
 
 
 def test_every_security_mutant_still_names_its_code() -> None:

@@ -53,7 +53,7 @@ def test_man_pages_lint_clean(page: str) -> None:
 def _quote_problems(text: str) -> list[str]:
     """Paragraphs of rendered text whose typographic single quotes do not pair up: a quote
     opened inside another, or one left open (mdoc's partial-implicit Ql swallowing the rest of
-    its line renders as ``(‘a is ‘b’’)``)."""
+    its line renders as ``(\\u2018a is \\u2018b\\u2019\\u2019)``)."""
     bad = []
     for paragraph in text.split("\n\n"):
         depth = 0

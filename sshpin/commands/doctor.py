@@ -133,9 +133,8 @@ def run(ssh_config: str, explicit: bool, check_providers: bool = True) -> list[C
         checks.append(Check("include", True, f"{ssh_config} includes {snippet} before any Host"))
     else:
         where = "only inside a Host or Match block" if state == "nested" else "no Include of"
-        checks.append(
-            Check("include", False, f"{ssh_config} has {where} {snippet}", "sshpin setup")
-        )
+        first = "sshpin setup" if cfg is not None else "sshpin setup --provider NAME --api-url URL"
+        checks.append(Check("include", False, f"{ssh_config} has {where} {snippet}", first))
 
     checks.append(_home_check(ssh, ssh_config, explicit, path))
 
@@ -192,9 +191,11 @@ def run(ssh_config: str, explicit: bool, check_providers: bool = True) -> list[C
             checks.append(_provider_check(p))
 
     cache = config_mod.cache_dir()
-    try:
-        ensure_dir(cache)
+    try:  # looked at, never made: doctor changes nothing on disk
+        ensure_dir(cache, create=False)
         checks.append(Check("cache", True, f"{cache} is private to you"))
+    except FileNotFoundError:
+        checks.append(Check("cache", True, f"{cache} does not exist yet (made at the first fetch)"))
     except SshpinError as e:
         checks.append(Check("cache", False, str(e), f"chmod 700 {cache}, or remove it"))
     except OSError as e:

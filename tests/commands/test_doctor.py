@@ -144,3 +144,24 @@ def test_hints_follow_the_token_and_ca_sources_in_use(
     _, checks = doctor(pin, ssh_config)
     assert "TLS verification failed" in str(checks["provider capsul"]["detail"])
     assert "sshpin setup --ca-bundle" in str(checks["provider capsul"]["fix"])
+
+
+def test_doctor_on_a_fresh_home_changes_nothing_and_names_the_one_command(
+    pin: Pin, tmp_path: Path
+) -> None:
+    """A new user's first command: doctor looks, never writes (no cache dir made), and every
+    fix it gives works as written there (``sshpin setup`` alone fails with no provider)."""
+    home = tmp_path / "fresh"
+    home.mkdir(mode=0o700)
+    env = {k: v for k, v in pin.env.items() if not k.startswith("SSHPIN_")}
+    env["HOME"] = str(home)
+    fresh = Pin(dir=home, api_url=pin.api_url, ca_path=pin.ca_path, env=env)
+    done = fresh.run("doctor", "--json", "--offline", "--ssh-config", str(home / "ssh_config"))
+    assert done.returncode == 1
+    checks = {c["check"]: c for c in json.loads(done.stdout)["checks"]}
+    assert list(home.iterdir()) == []  # nothing made: no ~/.cache/sshpin, no ~/.config
+    assert checks["cache"]["ok"] is True and "does not exist yet" in checks["cache"]["detail"]
+    first = "sshpin setup --provider NAME --api-url URL"
+    assert checks["config"]["fix"] == first and checks["include"]["fix"] == first
+    setup = fresh.run("setup", "--ssh-config", str(home / "ssh_config"))
+    assert setup.returncode != 0 and first in setup.stderr  # the bare command does not work

@@ -51,6 +51,8 @@ class UsageError(SshpinError):
 class ConfigError(SshpinError):
     """The configuration file is missing, malformed or unsafe; or a local file is unsafe."""
 
+    where: tuple[int, str] | None = None  # the [[provider]] number (0: top level) and key
+
 
 class NoKeysError(SshpinError):
     """No authentic keys are obtainable for a host (unknown capsul, bad key material, ...)."""

@@ -96,13 +96,16 @@ def run(ssh_config: str, explicit: bool, check_providers: bool = True) -> list[C
         checks.append(Check("openssh", True, f"{version_text} supports KnownHostsCommand{mode}"))
 
     path = config_mod.config_path()
+    first = "sshpin setup"  # the include check's fix: what works now
     try:
         cfg = load_config(path)
     except SshpinError as e:
         checks.append(Check("config", False, str(e), f"edit {path}; see sshpin.conf(5)"))
         cfg = None
+        first = "sshpin setup, once the config is fixed"
     else:
         if cfg is None or not cfg.providers:
+            first = "sshpin setup --provider NAME --api-url URL"
             checks.append(
                 Check(
                     "config",
@@ -133,7 +136,6 @@ def run(ssh_config: str, explicit: bool, check_providers: bool = True) -> list[C
         checks.append(Check("include", True, f"{ssh_config} includes {snippet} before any Host"))
     else:
         where = "only inside a Host or Match block" if state == "nested" else "no Include of"
-        first = "sshpin setup" if cfg is not None else "sshpin setup --provider NAME --api-url URL"
         checks.append(Check("include", False, f"{ssh_config} has {where} {snippet}", first))
 
     checks.append(_home_check(ssh, ssh_config, explicit, path))

@@ -210,14 +210,19 @@ def parse_file(path: str, validate: Validate) -> list[ProviderConfig]:
 
     try:
         raw, _ = read_trusted(path, "config", MAX_CONFIG)
-        doc = tomllib.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        doc = tomllib.loads(text)
     except OSError as e:
         raise ConfigError(f"cannot read config {path}: {e.strerror}") from e
     except UnicodeDecodeError as e:
         raise ConfigError(f"config {path}: not UTF-8 text") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config {path}: {e}") from e
-    return parse_document(doc, validate, path, os.path.dirname(os.path.abspath(path)))
+    base = os.path.dirname(os.path.abspath(path))
+    try:
+        return parse_document(doc, validate, path, base)
+    except ConfigError as e:
+        raise _with_line(e, path, text) from e.__cause__
 
 
 def parse_document(
@@ -227,26 +232,79 @@ def parse_document(
     which relative paths in it are resolved (none given: relative paths are refused)."""
     for key in doc:
         if key != "provider":
-            raise ConfigError(f"{path}: unknown key {key!r} (expected [[provider]] tables)")
+            import difflib
+
+            near = "provider" if difflib.get_close_matches(key, ["provider"], 1) else ""
+            guess = "did you mean [[provider]]?" if near else "expected [[provider]] tables"
+            raise _located(f"{path}: unknown key {key!r} ({guess})", 0, key)
     tables = doc.get("provider", [])
     if not isinstance(tables, list):
-        raise ConfigError(f"{path}: provider: expected [[provider]] tables")
+        raise _located(f"{path}: provider: expected [[provider]] tables", 0, "provider")
     providers: list[ProviderConfig] = []
     for index, table in enumerate(tables, 1):
         where = f"{path}: provider #{index}"
         if not isinstance(table, dict):
-            raise ConfigError(f"{where}: expected a table")
+            raise _located(f"{where}: expected a table", index, "")
         if isinstance(table.get("name"), str):
             where = f"{path}: provider {table['name']!r}"
         try:
             providers.append(ProviderConfig(validate({**table, BASE_KEY: base})))
         except ValueError as e:
-            raise ConfigError(f"{where}: {e}") from e
+            raise _located(f"{where}: {e}", index, _key_named(str(e), table)) from e
     names = [p.name for p in providers]
     for name in names:
         if names.count(name) > 1:
             raise ConfigError(f"{path}: provider name {name!r} used twice")
     return providers
+
+
+def _located(message: str, table: int, key: str) -> ConfigError:
+    """A ConfigError that knows where in the file it is: the ``table``-th ``[[provider]]``
+    (0: the top level) and the ``key`` (\"\": the table itself). parse_file adds the line."""
+    error = ConfigError(message)
+    error.where = (table, key)
+    return error
+
+
+def _key_named(message: str, table: dict[str, Any]) -> str:
+    """The key of ``table`` a validation message is about (``unknown key 'x' ...``, or
+    ``x: ...`` / ``x[2]: ...``), or \"\"."""
+    import re
+
+    m = re.match(r"unknown key '([^']*)'", message) or re.match(r"([A-Za-z_]\w*)\W", message)
+    return m.group(1) if m and m.group(1) in table else ""
+
+
+def _with_line(error: ConfigError, path: str, text: str) -> ConfigError:
+    """``error`` with ``path:LINE`` for ``path`` when the line of what it is about is found:
+    the key's line in its ``[[provider]]`` table (or at the top level), else the table's
+    header. Tables written otherwise (an inline array) keep the message as it was."""
+    import re
+
+    if error.where is None or path not in error.message:
+        return error
+    table, key = error.where
+    lines = text.splitlines()
+    headers = [n for n, line in enumerate(lines) if re.match(r"\s*\[\[\s*provider\s*\]\]", line)]
+    if table:
+        if len(headers) < table:
+            return error
+        start, found = headers[table - 1], headers[table - 1]
+    else:
+        start, found = 0, -1
+    if key:
+        name = re.escape(key)
+        wanted = re.compile(rf'\s*(?:"{name}"|{name})\s*[=.]')
+        header = re.compile(rf'\s*\[+\s*"?{name}"?\s*[\].]')
+        for n in range(start + (1 if table else 0), len(lines)):
+            if table and lines[n].lstrip().startswith("["):
+                break  # the next table: the key is not in this one
+            if wanted.match(lines[n]) or (not table and header.match(lines[n])):
+                found = n
+                break
+    if found < 0:
+        return error
+    return ConfigError(error.message.replace(path, f"{path}:{found + 1}", 1), error.hint)
 
 
 def ports_text(value: list[int] | None) -> str:

@@ -109,3 +109,66 @@ def test_provider_validation_never_crashes(table: dict[str, object]) -> None:
         config.parse_document({"provider": [table]}, validate_table)
     except ConfigError:
         pass
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "needle"),
+    [
+        # a key of the second table, after comments and blank lines: that key's line
+        ("# mine\n\n" + BASE + 'hosts = ["a"]\n\n' + BASE.replace('"capsul"\ntype', '"two"\ntype')
+         + 'hosts = ["b"]\nca_bundel = "x.pem"\n', 14, "(did you mean 'ca_bundle'?)"),
+        # a value: the line of its key, quoted or not
+        (BASE + '"ttl" = "5 minutes"\nhosts = ["x"]\n', 5, "ttl"),
+        # a table with a missing key: its [[provider]] header
+        ("\n" + BASE, 2, "hosts"),
+        # the top level: a near miss of [[provider]]
+        ('# mine\n[providers]\nname = "a"\n', 2,
+         "unknown key 'providers' (did you mean [[provider]]?)"),
+        ('colour = 1\n', 1, "unknown key 'colour' (expected [[provider]] tables)"),
+    ],
+)  # fmt: skip
+def test_errors_name_the_file_and_line(tmp_path: Path, text: str, line: int, needle: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value).startswith(f"{path}:{line}: ")
+    assert needle in str(e.value)
+
+
+def test_inline_tables_keep_the_message_without_a_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, 'provider = [{ name = "a", type = "capsul" }]\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value).startswith(f"{path}: provider 'a': ")
+
+
+@given(
+    tables=st.integers(1, 4),
+    data=st.data(),
+    key=st.from_regex(r"[a-z][a-z0-9_]{0,12}", fullmatch=True),
+    padding=st.lists(st.sampled_from(["", "# note", "  # indented note"]), max_size=3),
+)
+def test_any_misplaced_key_is_named_at_its_line(
+    tmp_path_factory: pytest.TempPathFactory,
+    tables: int,
+    data: st.DataObject,
+    key: str,
+    padding: list[str],
+) -> None:
+    """Valid configs of 1-4 tables with comments and blank lines, one unknown key put at a
+    random place of a random table: the error names that key at exactly its line."""
+    bad = data.draw(st.integers(0, tables - 1), label="table")
+    lines: list[str] = [*padding]
+    expected = 0
+    for t in range(tables):
+        body = [f'name = "p{t}"', 'type = "capsul"', 'api_url = "https://c.example/api"',
+                'hosts = ["x"]', *padding]  # fmt: skip
+        if t == bad:
+            at = data.draw(st.integers(0, len(body)), label="position")
+            body.insert(at, f"x_{key} = 1")
+            expected = len(lines) + 1 + at + 1
+        lines += ["[[provider]]", *body]
+    path = _write(tmp_path_factory.mktemp("cfg"), "\n".join(lines) + "\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value).startswith(f"{path}:{expected}: provider 'p{bad}': unknown key 'x_{key}'")

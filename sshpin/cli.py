@@ -276,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "pin",
         help="pin HOST to keys pasted on stdin (.pub or known_hosts lines)",
-        description="Reads HOST's public host keys from standard input, shows each key's "
+        description="Reads HOST's public host keys from standard input (at a terminal, it "
+        "asks for them: paste, then Ctrl-D), shows each key's "
         "fingerprint and visual host key (as ssh-keygen -lv), and stores them. The hook then "
         "vouches for them like a provider's keys.",
     )

@@ -17,6 +17,14 @@ def cmd_pin(token: str, stdin: TextIO, out: TextIO) -> int:
     from sshpin.core.fingerprint import keygen_line, randomart
 
     host = host_arg(token).name  # ``host`` (port 22) or ``[host]:port``, as known_hosts has it
+    if stdin.isatty():  # a person at a terminal: say what to paste and how to end
+        import sys
+
+        sys.stderr.write(
+            f"Paste the public host keys of {host} (.pub or known_hosts lines, from the "
+            "provider's page), then press Ctrl-D on an empty line:\n"
+        )
+        sys.stderr.flush()
     text = stdin.read(pins.MAX_INPUT + 1)
     if len(text) > pins.MAX_INPUT:
         raise UsageError(f"pin {host}: more than 64 KiB on standard input")

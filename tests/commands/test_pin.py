@@ -176,3 +176,33 @@ def test_parse_pasted_finds_exactly_the_keys(
             pins.parse_pasted(text, "h")
     else:
         assert pins.parse_pasted(text, "h") == want
+
+
+def test_pin_on_a_terminal_says_what_to_paste(pin_user: Pin, keys: Keys) -> None:
+    """At a terminal, ``sshpin pin HOST`` does not wait in silence: it asks for the keys and
+    says how to end; the pasted keys, ended by Ctrl-D, are pinned."""
+    import os
+    import pty
+
+    controller, terminal = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [SSHPIN, "pin", "tty.example.org"],
+            stdin=terminal,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=pin_user.env,
+            text=True,
+        )
+        os.close(terminal)
+        os.write(controller, (keys.pub(keys.host) + "\n").encode() + b"\x04")
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(controller)
+    assert proc.returncode == 0, err
+    assert err.startswith("Paste the public host keys of tty.example.org")
+    assert "Ctrl-D" in err
+    assert "tty.example.org: pinned 1 key(s)" in out
+    # without a terminal (a pipe, as in every other test here): no prompt at all
+    done = pin(pin_user, "pipe.example.org", keys.pub(keys.host) + "\n")
+    assert done.returncode == 0 and "Paste" not in done.stderr

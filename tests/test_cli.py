@@ -120,6 +120,45 @@ def test_sshpin_ssh_pins_with_no_config_edit(ssh: SSH, sshd: Sshd, keys: Keys) -
 
 
 @pytest.mark.slow
+def test_sshpin_ssh_leaves_hosts_it_does_not_manage_to_the_users_ssh(
+    ssh: SSH, sshd: Sshd, keys: Keys
+) -> None:
+    """``localhost`` (the same sshd, a name no provider's hosts cover): ssh as configured, so
+    the user's accept-new records the key, where forcing strict checking would refuse it. The
+    managed spelling of the same server stays strict (the test above)."""
+    opts = wrapper_args(ssh, ssh.known_hosts)
+    port = ["-p", str(sshd.port), "-4"]
+    accept = ["-o", "StrictHostKeyChecking=accept-new"]
+    done = ssh.tool(SSHPIN, "ssh", *opts, *accept, *port, "localhost", "echo", "plain")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "plain\n"
+    recorded = Path(ssh.known_hosts).read_text()
+    assert recorded.startswith(f"[localhost]:{sshd.port} ssh-ed25519 ")  # ssh's own TOFU
+    assert "sshpin" not in done.stderr  # the hook had nothing to say about it
+
+    # a pin makes the same name managed: strict again, and the pin decides
+    Path(ssh.known_hosts).write_text("")
+    pinned = ssh.pin.run("pin", f"[localhost]:{sshd.port}", stdin=keys.pub(keys.forged) + "\n")
+    assert pinned.returncode == 0, pinned.stderr
+    done = ssh.tool(SSHPIN, "ssh", *opts, *accept, *port, "localhost", "true")
+    assert done.returncode == 255 and "Host key verification failed" in done.stderr
+    assert Path(ssh.known_hosts).read_text() == ""
+
+
+@pytest.mark.slow
+def test_sshpin_ssh_with_a_broken_config_stays_strict(ssh: SSH, sshd: Sshd) -> None:
+    """When sshpin cannot tell whether it vouches for a host (its config is broken), the
+    wrapper fails closed: strict checking, so a user's accept-new cannot record a key."""
+    ssh.pin.write_config(extra="colour = 1\n")
+    opts = wrapper_args(ssh, ssh.known_hosts)
+    accept = ["-o", "StrictHostKeyChecking=accept-new"]
+    port = ["-p", str(sshd.port), "-4"]
+    done = ssh.tool(SSHPIN, "ssh", *opts, *accept, *port, "localhost", "true")
+    assert done.returncode == 255 and "Host key verification failed" in done.stderr
+    assert Path(ssh.known_hosts).read_text() == ""
+
+
+@pytest.mark.slow
 def test_scp_rsync_and_git_through_the_wrapper(ssh: SSH, sshd: Sshd, tmp_path: Path) -> None:
     opts = wrapper_args(ssh, ssh.known_hosts)
     src = tmp_path / "f.bin"

@@ -13,10 +13,13 @@ HELP = """\
 usage: sshpin ssh [SSH-ARGUMENTS...]
        sshpin-ssh [SSH-ARGUMENTS...]
 
-Runs OpenSSH's ssh with sshpin's hook and strict host key checking given first with -o, so
-they win over any other setting, and with no edit of ~/.ssh/config:
+Runs OpenSSH's ssh with sshpin's hook given first with -o, so that it wins over any other
+setting, and with no edit of ~/.ssh/config:
     ssh -o 'KnownHostsCommand=/path/to/sshpin known-hosts %I %H %t %K %k %p' \\
         -o StrictHostKeyChecking=yes SSH-ARGUMENTS...
+StrictHostKeyChecking=yes is given only when sshpin vouches for the host (a provider's hosts
+and ports, or a pin, cover it, as ssh -G SSH-ARGUMENTS resolves it); any other host is left to
+your ssh config, as plain ssh would (ask, accept-new, ...).
 For other tools:  rsync -e 'sshpin ssh' ...   scp -S sshpin-ssh ...   sftp -S sshpin-ssh ...
                   GIT_SSH_COMMAND='sshpin ssh' git ...
 """
@@ -30,16 +33,52 @@ def run(args: list[str]) -> int:
     if not ssh:
         say("ssh", "OpenSSH's ssh is not on PATH", "install openssh-client")
         return EXIT_USAGE
-    argv = [
-        ssh,
-        "-o",
-        f"KnownHostsCommand={hook_line(hook_command())}",
-        "-o",
-        "StrictHostKeyChecking=yes",
-        *args,
-    ]
+    strict = ["-o", "StrictHostKeyChecking=yes"] if managed(ssh, args) else []
+    argv = [ssh, "-o", f"KnownHostsCommand={hook_line(hook_command())}", *strict, *args]
     try:
         os.execv(ssh, argv)  # noqa: S606 - argv, no shell: the user's ssh arguments verbatim
     except OSError as e:
         say("ssh", f"cannot run {ssh}: {e.strerror}")
     return EXIT_USAGE
+
+
+def managed(ssh: str, args: list[str]) -> bool:
+    """Does sshpin vouch for the host these ssh arguments connect to? ssh itself says which
+    host that is (``ssh -G``: the user's config applied), and the hook's own rule decides: a
+    provider whose ``hosts`` and ``ports`` cover it, or a pin, for the name the hook is given
+    (the HostKeyAlias; else the host as typed, then the HostName). Fails closed: when ssh -G
+    or the config cannot tell, the host counts as managed (strict)."""
+    import subprocess
+
+    from sshpin.core.names import port_name, valid_host
+    from sshpin.errors import SshpinError
+    from sshpin.providers import load_config, provider_for
+    from sshpin.store import pins
+
+    try:
+        done = subprocess.run(
+            [ssh, "-G", *args], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+            timeout=20,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return True
+    seen: dict[str, str] = {}
+    for line in done.stdout.splitlines():
+        key, _, value = line.partition(" ")
+        seen.setdefault(key, value)
+    port = seen.get("port", "")
+    if done.returncode != 0 or not port.isdigit() or "host" not in seen:
+        return True  # ssh will say what is wrong with its arguments; strict meanwhile
+    alias = seen.get("hostkeyalias", "")
+    names = [alias] if alias else [seen["host"], seen.get("hostname", "")]
+    try:
+        cfg = load_config()
+        pinned = set(pins.hosts())
+    except SshpinError:
+        return True
+    ports = {int(port), 22} if alias else {int(port)}  # ssh looks an alias up without a port
+    for name in (n.lower() for n in names if valid_host(n)):
+        for p in ports:
+            if provider_for(cfg, name, p) or port_name(name, p) in pinned:
+                return True
+    return False

@@ -52,13 +52,13 @@ def main(argv: list[str] | None = None) -> int:
 def _proxy(args: list[str]) -> int:
     from sshpin.errors import EXIT_USAGE, SshpinError, report, say
 
-    if len(args) != 2:
-        say("proxy", "usage: sshpin proxy HOST PORT   (ProxyCommand ... %h %p)")
+    if len(args) not in (2, 3):
+        say("proxy", "usage: sshpin proxy HOST PORT [ALIAS]   (ProxyCommand ... %h %p %k)")
         return EXIT_USAGE
     from sshpin.commands.proxy import main as proxy
 
     try:
-        return proxy(args[0], args[1])
+        return proxy(*args)
     except SshpinError as e:
         return report(e)
 
@@ -150,12 +150,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "proxy",
         help="ProxyCommand: resolve a capsul id to its address, pin its keys, relay bytes",
-        description="Run by ssh as: ProxyCommand sshpin proxy %h %p. Resolves capsul ids "
+        description="Run by ssh as: ProxyCommand sshpin proxy %h %p %k. Resolves capsul ids "
         "and aliases through the provider, writes the host's authentic keys to sshpin's "
         "managed known_hosts file, connects, and relays until the server closes.",
     )
     p.add_argument("host", metavar="HOST", help="the host to connect to (%%h)")
     p.add_argument("port", metavar="PORT", help="the port (%%p)")
+    p.add_argument(
+        "alias",
+        metavar="ALIAS",
+        nargs="?",
+        help="the HostKeyAlias, else the host as typed (%%k): resolved first",
+    )
 
     p = sub.add_parser(
         "setup",

@@ -29,7 +29,7 @@ __all__ = ["Answer", "Query", "lookup"]
 class Answer:
     """What sshpin vouches for, for one host: the pin and the provider's entry, and why."""
 
-    __slots__ = ("entry", "pin", "provider", "why")
+    __slots__ = ("by_alias", "entry", "pin", "provider", "why")
 
     def __init__(
         self,
@@ -42,6 +42,7 @@ class Answer:
         self.pin = pin
         self.provider = provider  # the name of the provider that vouches, "" for none
         self.entry = entry
+        self.by_alias = False  # answered for the host ``%k`` names, not for ``%H``
 
     def lines(self, token: str) -> list[str]:
         """The known_hosts lines, host field ``token``: the pin's, then the provider's."""
@@ -63,6 +64,7 @@ def lookup(query: Query, fetch: bool = True) -> Answer:
     if query.alias:
         answer = _lookup(query.as_alias(), fetch)
         if answer.provider or answer.pin is not None:
+            answer.by_alias = True
             return answer
     return _lookup(query, fetch)
 

@@ -191,10 +191,10 @@ def test_the_managed_known_hosts_drops_a_removed_key(
     provider.api.add("capsul-p", [keys.pub(keys.host), keys.pub(keys.rebuilt)], ipv4="127.0.0.1")
     provider.api.add("capsul-q", [keys.pub(keys.forged)], ipv4="127.0.0.2")
     for host in ("capsul-p", "capsul-q"):
-        record(host, target(host, 22)[1])
+        record(target(host, 22)[1])
     provider.api.set_keys("capsul-p", [keys.pub(keys.rebuilt)])  # the provider drops one key
     pin.run("cache", "refresh", "--all")
-    record("capsul-p", target("capsul-p", 22)[1])
+    record(target("capsul-p", 22)[1])
     lines = Path(managed_known_hosts()).read_text().splitlines()
     assert sorted(line.split()[1:3] for line in lines if line.startswith("capsul-p ")) == [
         key(keys, keys.rebuilt)

@@ -142,7 +142,7 @@ def run(ssh_config: str, explicit: bool, check_providers: bool = True) -> list[C
 
     if cfg is not None and version is not None:
         hook = " ".join(hook_command()) + " " + HOOK_ARGS
-        proxy = " ".join(hook_command()) + " proxy %h %p"
+        proxy = " ".join(hook_command()) + " proxy %h %p %k"
         for p in cfg.providers:
             host = sample_host(ssh_patterns(p.hosts)[0])
             if host is None:

@@ -1,4 +1,4 @@
-"""``sshpin proxy HOST PORT``: ssh's ProxyCommand (man/sshpin.1).
+"""``sshpin proxy HOST PORT [ALIAS]``: ssh's ProxyCommand (man/sshpin.1).
 
 - Resolves a capsul id or alias to the capsul's address through the provider, cached like its
   keys (the host entry records the address); any other host is connected to as given.
@@ -53,28 +53,41 @@ def parse(host: str, port: str) -> tuple[str, int]:
     return host.lower(), int(port)
 
 
+def parse_alias(text: str, host: str) -> str:
+    """ssh's ``%k`` (the HostKeyAlias, else the host as typed) as a host name, "" when it is
+    none or names ``host`` itself: as the hook takes it, never an error."""
+    alias = text.lower()
+    return alias if alias != host and valid_host(alias) and ":" not in alias else ""
+
+
 def name_for(host: str, port: int) -> str:
     """The name ssh looks the host up by in known_hosts files."""
     return host if port == 22 else f"[{host}]:{port}"
 
 
-def target(host: str, port: int) -> tuple[str, list[str]]:
-    """(address to connect to, known_hosts lines for the host). Capsul ids and aliases are
-    resolved through the provider; a capsul sshpin cannot find is an error. Lines the
-    provider vouches for carry their ``sshpin-until`` limit."""
+def target(host: str, port: int, alias: str = "") -> tuple[str, dict[str, list[str]]]:
+    """(address to connect to, known_hosts lines by the name ssh looks them up by). Capsul
+    ids and aliases are resolved through the provider; a capsul sshpin cannot find is an
+    error. ``alias`` is ssh's ``%k``: resolved first, as the hook does (``Host capsul-x`` /
+    ``HostName 203.0.113.7``); its answer is written for the host (the name ssh checks) and
+    for the alias itself (the name ssh checks when it is a HostKeyAlias). Lines the provider
+    vouches for carry their ``sshpin-until`` limit."""
     token = name_for(host, port)
     cfg = load_config(cache=config.cache_dir())
-    provider = provider_for(cfg, host, port)  # None on a port no provider vouches on
     named_by = provider_for(cfg, host)
     named = is_capsul_id(host) or (named_by is not None and host in named_by.aliases)
     try:
-        answer = lookup(Query(token))
+        answer = lookup(Query(token, alias=alias))
     except SshpinError as e:
         if named:
             raise e.prefixed(f"proxy {host}") from None
         say(token, str(e), e.hint)
-        return host, []
-    lines = vouched_lines(token, answer.pin, answer.entry, provider)  # pins: no limit
+        return host, {token: []}
+    by = alias if answer.by_alias else host
+    provider = provider_for(cfg, by, port)  # None on a port no provider vouches on
+    lines = {token: vouched_lines(token, answer.pin, answer.entry, provider)}  # pins: no limit
+    if answer.by_alias:
+        lines[alias] = vouched_lines(alias, answer.pin, answer.entry, provider)
     if not named:
         return host, lines
     entry = answer.entry
@@ -90,17 +103,17 @@ def target(host: str, port: int) -> tuple[str, list[str]]:
     return entry.address, lines
 
 
-def record(token: str, lines: list[str], now: float | None = None) -> None:
-    """Put the host's lines in the managed known_hosts file, replacing its old ones, and drop
-    every line past its ``sshpin-until``."""
+def record(lines: dict[str, list[str]], now: float | None = None) -> None:
+    """Put each name's lines in the managed known_hosts file, replacing its old ones, and
+    drop every line past its ``sshpin-until``: one atomic rewrite."""
     path = managed_known_hosts()
     ensure_dir(os.path.dirname(path))
     now = time.time() if now is None else now
     with FetchLock(path + ".lock", 5.0):
         raw = read_small(path, limit=16 << 20)
         old = raw.decode("utf-8", "replace").splitlines() if raw else []
-        keep = [line for line in old if _host_field(line) != token and _in_time(line, now)]
-        new = "".join(line + "\n" for line in keep + lines)
+        keep = [line for line in old if _host_field(line) not in lines and _in_time(line, now)]
+        new = "".join(line + "\n" for line in keep + [x for v in lines.values() for x in v])
         if raw is None or new.encode() != raw:
             atomic_write(path, new.encode())
 
@@ -162,12 +175,12 @@ def relay(sock: socket.socket, stdin: int = 0, stdout: int = 1) -> None:
     os.close(stdout)  # ssh sees the end of the stream
 
 
-def main(host_arg: str, port_arg: str) -> int:
+def main(host_arg: str, port_arg: str, alias_arg: str = "") -> int:
     host, port = parse(host_arg, port_arg)
-    address, lines = target(host, port)
-    if lines or os.path.exists(managed_known_hosts()):
+    address, lines = target(host, port, parse_alias(alias_arg, host))
+    if any(lines.values()) or os.path.exists(managed_known_hosts()):
         try:
-            record(name_for(host, port), lines)  # none: what the cache no longer vouches for goes
+            record(lines)  # none: what the cache no longer vouches for goes
         except (OSError, SshpinError) as e:
             say("proxy", f"managed known_hosts not updated: {e}")
     sock = connect(address, port)

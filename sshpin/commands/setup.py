@@ -134,7 +134,7 @@ def _directives(command: list[str], legacy: bool) -> list[str]:
         return [f"    KnownHostsCommand {hook_line(command)}", "    StrictHostKeyChecking yes"]
     from sshpin.commands.proxy import managed_known_hosts
 
-    proxy = " ".join(_ssh_word(w) for w in command) + " proxy %h %p"
+    proxy = " ".join(_ssh_word(w) for w in command) + " proxy %h %p %k"
     files = ["~/.ssh/known_hosts", "~/.ssh/known_hosts2", _tilde(managed_known_hosts())]
     return [
         f"    ProxyCommand {proxy}",

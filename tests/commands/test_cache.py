@@ -269,5 +269,6 @@ def test_proxy_help_shows_the_tokens_as_written() -> None:
     from tests.conftest import SSHPIN
 
     done = subprocess.run([SSHPIN, "proxy", "--help"], capture_output=True, text=True)
-    assert "ProxyCommand sshpin proxy %h %p." in " ".join(done.stdout.split())
+    assert "ProxyCommand sshpin proxy %h %p %k." in " ".join(done.stdout.split())
+    assert "(%k)" in done.stdout
     assert "%%" not in done.stdout

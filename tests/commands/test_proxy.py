@@ -213,3 +213,39 @@ def test_legacy_mode_pins_without_knownhostscommand(
     doctor = run(pin, SSHPIN, "doctor", "--offline", "--ssh-config", str(config))
     assert doctor.returncode == 0, doctor.stdout
     assert "legacy mode is set up" in doctor.stdout
+
+
+@pytest.mark.slow
+def test_legacy_mode_pins_a_host_block_with_a_hostname_address(
+    pin: Pin, proxied: Path, sshd: Sshd, keys: Keys
+) -> None:
+    """``Host capsul-test1`` / ``HostName 127.0.0.1`` with a provider whose hosts name only
+    ``capsul-*``: ProxyCommand gets the address as ``%h`` and the name typed as ``%k``, resolves
+    the name, and writes its keys where ssh looks: under the address (and port), and under
+    the name for a HostKeyAlias. A forged key is refused either way."""
+    pin.write_config(hosts='["capsul-*"]')
+    pin.cover(sshd.port)
+    block = "Host capsul-test1\n    HostName 127.0.0.1\n"
+    config = user_config(proxied / "ssh_config", keys, block)
+    setup = run(pin, SSHPIN, "setup", "--legacy", "--ssh-config", str(config))
+    assert setup.returncode == 0, setup.stderr
+    assert " proxy %h %p %k\n" in (pin.dir / "ssh_config").read_text()
+    port = str(sshd.port)
+    done = run(pin, "ssh", "-F", str(config), "-p", port, "capsul-test1", "echo", "named")
+    assert (done.returncode, done.stdout) == (0, "named\n"), done.stderr
+    managed = (pin.cache / "known_hosts").read_text().splitlines()
+    assert {line.split()[0] for line in managed} == {f"[127.0.0.1]:{port}", "capsul-test1"}
+
+    sshd.restart([keys.forged])
+    forged = run(pin, "ssh", "-F", str(config), "-p", port, "capsul-test1", "true")
+    assert forged.returncode == 255 and "Host key verification failed" in forged.stderr
+
+    sshd.restart([keys.host])  # the same block with a HostKeyAlias: ssh checks the alias
+    text = config.read_text().replace(block, block + "    HostKeyAlias capsul-test1\n")
+    config.write_text(text)
+    (pin.cache / "known_hosts").write_text("")
+    done = run(pin, "ssh", "-F", str(config), "-p", port, "capsul-test1", "echo", "alias")
+    assert (done.returncode, done.stdout) == (0, "alias\n"), done.stderr
+    sshd.restart([keys.forged])
+    forged = run(pin, "ssh", "-F", str(config), "-p", port, "capsul-test1", "true")
+    assert forged.returncode == 255 and "Host key verification failed" in forged.stderr

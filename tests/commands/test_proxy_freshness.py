@@ -30,17 +30,18 @@ def test_lines_carry_their_limit_and_expired_ones_are_dropped(
     env: Pin, provider: ReferenceServer, keys: Keys
 ) -> None:
     provider.api.add("capsul-test1", [keys.pub(keys.host)], ipv4="127.0.0.1")
-    address, lines = proxy.target("capsul-test1", 22)
-    assert address == "127.0.0.1"
+    address, named = proxy.target("capsul-test1", 22)
+    assert address == "127.0.0.1" and list(named) == ["capsul-test1"]
+    lines = named["capsul-test1"]
     assert lines and all(" sshpin-until=" in line for line in lines)
     until = int(lines[0].rsplit("=", 1)[1])
     assert time.time() < until <= time.time() + 3600 + 7 * 86400 + 5
-    proxy.record("capsul-test1", lines)
-    proxy.record("capsul-other", ["capsul-other ssh-ed25519 AAAA sshpin-until=1"])  # long past
-    proxy.record("capsul-pinned", ["capsul-pinned ssh-ed25519 BBBB"])  # no limit: kept
+    proxy.record(named)
+    proxy.record({"capsul-other": ["capsul-other ssh-ed25519 AAAA sshpin-until=1"]})  # past
+    proxy.record({"capsul-pinned": ["capsul-pinned ssh-ed25519 BBBB"]})  # no limit: kept
     text = managed(env)
     assert "capsul-other" not in text and "capsul-pinned" in text and "capsul-test1" in text
-    proxy.record("capsul-pinned", [], now=until + 1)  # time passes past test1's limit
+    proxy.record({"capsul-pinned": []}, now=until + 1)  # time passes past test1's limit
     assert managed(env) == ""
 
 
@@ -48,11 +49,11 @@ def test_a_host_the_cache_no_longer_vouches_for_loses_its_lines(
     env: Pin, provider: ReferenceServer, keys: Keys
 ) -> None:
     provider.api.add("capsul-test1", [keys.pub(keys.host)], ipv4="127.0.0.1")
-    proxy.record("127.0.0.1", proxy.target("127.0.0.1", 22)[1])
+    proxy.record(proxy.target("127.0.0.1", 22)[1])
     assert "127.0.0.1 ssh-ed25519" in managed(env)
     env.run("cache", "clear", "--all")
     provider.api.status_override = 503  # and the provider cannot vouch for it now
     address, lines = proxy.target("127.0.0.1", 22)
-    assert (address, lines) == ("127.0.0.1", [])
-    proxy.record("127.0.0.1", lines)
+    assert (address, lines) == ("127.0.0.1", {"127.0.0.1": []})
+    proxy.record(lines)
     assert managed(env) == ""

@@ -73,11 +73,13 @@ def test_doctor_passes_after_setup_and_names_each_failure(
     assert "writable by group or others" in str(checks["cache"]["detail"])
     pin.cache.chmod(0o700)
 
-    # a config error names the file and the key
-    pin.config.write_text(pin.config.read_text() + 'ttl = "soon"\n')
+    # a config error names the file, the line and the key
+    written = pin.config.read_text() + 'ttl = "soon"\n'
+    pin.config.write_text(written)
     status, checks = doctor(pin, ssh_config, "--offline")
     assert status == 1
-    assert f"{pin.config}: provider 'capsul': ttl" in str(checks["config"]["detail"])
+    line = written.count("\n")  # the line just added
+    assert f"{pin.config}:{line}: provider 'capsul': ttl" in str(checks["config"]["detail"])
 
 
 def test_doctor_with_no_config(pin: Pin, tmp_path: Path) -> None:

@@ -51,6 +51,23 @@ def test_the_readme_opens_with_the_two_commands() -> None:
     assert readme_commands()[:2] == ["make demo", "make test"]
 
 
+def test_every_document_link_points_into_the_repository() -> None:
+    """A clone is all a reader has: each relative link of the README and docs/ names a file
+    of the repository (none outside it, as ../shared/ would be), and a few do (the check
+    reaches its accepting branch)."""
+    import re
+
+    found = 0
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue  # https:, mailto:
+            path = (page.parent / target).resolve()
+            assert path.is_relative_to(ROOT) and path.exists(), f"{page.name}: {target}"
+            found += 1
+    assert found >= 5
+
+
 def test_a_missing_tool_stops_with_the_apt_command(tmp_path: Path) -> None:
     """As a user without the tools (and, here, told not to run apt-get): the exact command."""
     bin_dir = tmp_path / "bin"

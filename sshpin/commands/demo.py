@@ -280,7 +280,6 @@ def run(verbose: bool = False) -> int:
                 "StrictHostKeyChecking is yes: without sshpin, ssh would refuse.\n\n"
             )
             out.write("1. First connection, no prompt:\n")
-            out.write(f"   $ ssh -p {sshd.port} root@127.0.0.1 'echo hello from the capsul'\n")
             first = _ssh(out, argv, "echo hello from the capsul")
             out.write("\n2. A man in the middle answers with another key:\n")
             sshd.restart([os.path.join(d, "forged_host_ed25519")])
@@ -312,9 +311,17 @@ def run(verbose: bool = False) -> int:
 
 
 def _ssh(out: Any, argv: list[str], command: str) -> subprocess.CompletedProcess[str]:
-    """Run ssh to the demo capsul and show what the user would see."""
+    """Run ssh to the demo capsul and show what the user would see: the command as it is run
+    (ssh by name when it is the one on PATH), then its output."""
+    import shlex
+    import shutil
+
+    run = [*argv, "127.0.0.1", command]
+    name = os.path.basename(argv[0])
+    shown = [name if shutil.which(name) == argv[0] else argv[0], *run[1:]]
+    out.write(f"   $ {shlex.join(shown)}\n")
     done = subprocess.run(
-        [*argv, "127.0.0.1", command],
+        run,
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,

@@ -59,6 +59,8 @@ def test_every_command_has_help(pin: Pin, command: list[str]) -> None:
     done = pin.run(*command, "--help")
     assert done.returncode == 0, done.stderr
     assert "usage: sshpin" in done.stdout and done.stderr == ""
+    # rendered as written: no argparse escape (%%) or unfilled %(default)s left over
+    assert "%%" not in done.stdout and "%(" not in done.stdout
 
 
 def test_usage_errors_exit_1_with_one_sshpin_line(pin: Pin) -> None:

@@ -15,6 +15,7 @@ from sshpin.errors import AuthError, ConfigError
 
 KEYRING_SERVICE = "sshpin"
 TOKEN_COMMAND_TIMEOUT = 10.0
+TOKEN_COMMAND_MAX = 64 << 10  # bytes of output: a token is a line, never megabytes
 KEYRING_TIMEOUT = 5.0  # a backend waiting on a D-Bus service that never answers
 
 
@@ -64,6 +65,11 @@ def _run_token_command(provider: str, command: str) -> str:
         raise ConfigError(f"provider {provider!r}: token_command is empty")
     try:
         returncode, stdout = _run_bounded(argv)
+    except _TooLong:
+        raise AuthError(
+            f"provider {provider!r}: token_command {argv[0]!r} printed more than "
+            f"{TOKEN_COMMAND_MAX >> 10} KiB (it was stopped); a token is one line"
+        ) from None
     except subprocess.TimeoutExpired:
         raise AuthError(
             f"provider {provider!r}: token_command {argv[0]!r} gave no token within "
@@ -81,21 +87,48 @@ def _run_token_command(provider: str, command: str) -> str:
         raise AuthError(f"provider {provider!r}: token_command printed non-UTF-8 bytes") from None
 
 
+class _TooLong(Exception):
+    """The token command printed more than TOKEN_COMMAND_MAX bytes."""
+
+
 def _run_bounded(argv: list[str]) -> tuple[int, bytes]:
-    """Run the token command in a process group of its own, under TOKEN_COMMAND_TIMEOUT; at
-    the deadline (or any interruption) the whole group is killed, so a child that keeps the
-    output pipe open cannot hold the hook either."""
+    """Run the token command in a process group of its own, under TOKEN_COMMAND_TIMEOUT, and
+    read at most TOKEN_COMMAND_MAX bytes of its output (its stderr is discarded); at the
+    deadline, past the cap (or any interruption) the whole group is killed, so a child that
+    keeps the output pipe open, or floods it, cannot hold the hook either."""
+    import selectors
     import signal
+    import time
 
     with subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
         process_group=0,
     ) as proc:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + TOKEN_COMMAND_TIMEOUT
+        chunks: list[bytes] = []
+        size = 0
         try:
-            stdout, _ = proc.communicate(timeout=TOKEN_COMMAND_TIMEOUT)
+            with selectors.DefaultSelector() as waiting:
+                waiting.register(proc.stdout, selectors.EVENT_READ)
+                while True:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise subprocess.TimeoutExpired(argv, TOKEN_COMMAND_TIMEOUT)
+                    if not waiting.select(left):
+                        continue
+                    data = os.read(proc.stdout.fileno(), 1 << 16)
+                    if not data:
+                        break
+                    chunks.append(data)
+                    size += len(data)
+                    if size > TOKEN_COMMAND_MAX:
+                        raise _TooLong
+            proc.wait(timeout=max(deadline - time.monotonic(), 0.01))
+            stdout = b"".join(chunks)
         except BaseException:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)

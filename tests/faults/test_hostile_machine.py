@@ -200,6 +200,24 @@ def test_a_token_command_that_never_ends_is_stopped(
     assert left.stdout == "", left.stdout  # the whole process group was killed
 
 
+def test_a_token_command_that_floods_its_output_is_stopped(
+    pin: Pin, provider: ReferenceServer, keys: Keys
+) -> None:
+    """``yes`` prints forever, fast: the hook reads at most 64 KiB of it, stops the command
+    and says so in one line, well before the 10 s deadline; memory stays small."""
+    provider.api.add("capsul-l", [keys.pub(keys.host)])
+    pin.write_config(extra='token_command = "yes 7f3a-flood"\n')
+    env = {k: v for k, v in pin.env.items() if k != "SSHPIN_TOKEN_CAPSUL"}
+    done, took = run_hook(env, "HOSTNAME", "capsul-l", *key_args(keys, keys.host))
+    assert took < 5, took  # the cap, not the deadline, ended it
+    assert (done.returncode, done.stdout) == (0, "")
+    assert "token_command 'yes' printed more than 64 KiB (it was stopped)" in done.stderr
+    assert len(done.stderr.splitlines()) == 1 and "7f3a-flood" not in done.stderr
+    time.sleep(0.5)
+    left = subprocess.run(["pgrep", "-af", "^yes 7f3a-flood"], capture_output=True, text=True)
+    assert left.stdout == "", left.stdout
+
+
 SLOW_KEYRING = """
 import time
 from keyring.backend import KeyringBackend

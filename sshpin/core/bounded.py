@@ -18,8 +18,16 @@ class TimedOut(Exception):
     """The call did not return within its deadline."""
 
 
-def call(fn: Callable[[], T], timeout: float, name: str = "sshpin-bounded") -> T:
-    """``fn()``, or TimedOut after ``timeout`` seconds; its exception, if it raised one."""
+def call(
+    fn: Callable[[], T],
+    timeout: float,
+    name: str = "sshpin-bounded",
+    notice: Callable[[], None] | None = None,
+    notice_after: float = 0.0,
+) -> T:
+    """``fn()``, or TimedOut after ``timeout`` seconds; its exception, if it raised one.
+    ``notice`` is called once when ``fn`` is still running after ``notice_after`` seconds
+    (to tell a person why nothing happens)."""
     import threading
 
     box: list[T] = []
@@ -33,6 +41,11 @@ def call(fn: Callable[[], T], timeout: float, name: str = "sshpin-bounded") -> T
 
     thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
+    if notice is not None and 0 < notice_after < timeout:
+        thread.join(notice_after)
+        if thread.is_alive():
+            notice()
+        timeout -= notice_after
     thread.join(timeout)
     if thread.is_alive():
         raise TimedOut(f"no answer within {timeout:g} s")

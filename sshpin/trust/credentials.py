@@ -13,10 +13,18 @@ import subprocess
 
 from sshpin.errors import AuthError, ConfigError
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import TypeVar
+
+    T = TypeVar("T")
+
 KEYRING_SERVICE = "sshpin"
 TOKEN_COMMAND_TIMEOUT = 10.0
 TOKEN_COMMAND_MAX = 64 << 10  # bytes of output: a token is a line, never megabytes
 KEYRING_TIMEOUT = 5.0  # a backend waiting on a D-Bus service that never answers
+KEYRING_LOGIN_TIMEOUT = 30.0  # login and logout: time for a person to answer an unlock prompt
 
 
 def env_name(provider: str) -> str:
@@ -212,16 +220,23 @@ def store_token(provider: str, token: str) -> str:
     import keyring
     import keyring.errors
 
-    backend = keyring.get_keyring()
-    try:
+    found: list[object] = []  # the backend, once keyring has chosen it
+
+    def store() -> str | None:
+        found.append(keyring.get_keyring())
         keyring.set_password(KEYRING_SERVICE, provider, token)
-        stored = keyring.get_password(KEYRING_SERVICE, provider)
+        return keyring.get_password(KEYRING_SERVICE, provider)
+
+    try:
+        stored = _waiting(store)
+    except ConfigError:
+        raise  # no answer in time
     except keyring.errors.NoKeyringError as e:
         raise _no_keyring(provider, e) from None
     except Exception as e:  # backends raise many kinds; the message may not hold the token
-        raise ConfigError(
-            f"the keyring ({type(backend).__name__}) refused the token: {type(e).__name__}"
-        ) from None
+        name = type(found[0]).__name__ if found else "no backend chosen"
+        raise ConfigError(f"the keyring ({name}) refused the token: {type(e).__name__}") from None
+    backend = found[0]
     if stored != token:
         raise ConfigError(
             f"the keyring backend {type(backend).__module__} did not keep the token "
@@ -236,10 +251,17 @@ def delete_token(provider: str) -> bool:
     import keyring
     import keyring.errors
 
-    try:
+    def delete() -> bool:
         if keyring.get_password(KEYRING_SERVICE, provider) is None:
             return False
         keyring.delete_password(KEYRING_SERVICE, provider)
+        return True
+
+    try:
+        if not _waiting(delete):
+            return False
+    except ConfigError:
+        raise  # no answer in time
     except keyring.errors.PasswordDeleteError:
         return False
     except keyring.errors.NoKeyringError as e:
@@ -247,6 +269,30 @@ def delete_token(provider: str) -> bool:
     except Exception as e:
         raise ConfigError(f"the keyring refused to delete the token: {type(e).__name__}") from None
     return True
+
+
+def _waiting(fn: Callable[[], T]) -> T:
+    """A keyring call of login or logout: a person may have to answer an unlock prompt, so
+    after 3 s sshpin says what it waits for; after KEYRING_LOGIN_TIMEOUT it gives up with a
+    ConfigError (a backend on a D-Bus that never answers would otherwise hang for ever)."""
+    import sys
+
+    from sshpin.core.bounded import TimedOut, call
+
+    def notice() -> None:
+        sys.stderr.write(
+            "sshpin: waiting for the OS keyring (answer its unlock prompt if one is open; "
+            f"giving up after {KEYRING_LOGIN_TIMEOUT:g} s)\n"
+        )
+        sys.stderr.flush()
+
+    try:
+        return call(fn, KEYRING_LOGIN_TIMEOUT, "sshpin-keyring", notice, 3.0)
+    except TimedOut:
+        raise ConfigError(
+            f"the OS keyring gave no answer within {KEYRING_LOGIN_TIMEOUT:g} s",
+            "unlock it, or use an SSHPIN_TOKEN_<NAME> variable or token_command instead",
+        ) from None
 
 
 def overriding_source(provider: str, token_command: str) -> str | None:

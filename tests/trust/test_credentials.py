@@ -108,6 +108,50 @@ def test_login_without_a_usable_keyring_names_the_other_sources(
     assert done.stderr.count("\n") == 1 and TOKEN not in done.stderr
 
 
+MUTE_KEYRING = """
+import time
+from keyring.backend import KeyringBackend
+
+
+class Mute(KeyringBackend):
+    priority = 1
+
+    def get_password(self, service, username):
+        time.sleep(600)
+
+    def set_password(self, service, username, password):
+        time.sleep(600)
+
+    def delete_password(self, service, username):
+        time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+def test_login_and_logout_with_a_keyring_that_never_answers(pin: Pin, tmp_path: Path) -> None:
+    """A backend on a D-Bus that never answers (or an unlock prompt nobody answers): login
+    and logout say after 3 s what they wait for, give up after 30 s with one error line,
+    and exit non-zero; the token never appears."""
+    import time
+
+    (tmp_path / "mutekeyring.py").write_text(MUTE_KEYRING)
+    env = keyring_env(pin)
+    env.update(PYTHONPATH=str(tmp_path), PYTHON_KEYRING_BACKEND="mutekeyring.Mute")
+    for args, stdin in ((["login", "capsul"], TOKEN + "\n"), (["logout", "capsul"], None)):
+        started = time.monotonic()
+        done = subprocess.run(
+            [SSHPIN, *args], input=stdin, env=env, capture_output=True, text=True, timeout=120,
+            stdin=None if stdin else subprocess.DEVNULL,
+        )  # fmt: skip
+        took = time.monotonic() - started
+        assert done.returncode == 1, done.stderr
+        assert 29 < took < 60, took
+        lines = done.stderr.splitlines()
+        assert lines[0].startswith("sshpin: waiting for the OS keyring"), lines
+        assert "the OS keyring gave no answer within 30 s" in lines[1] and len(lines) == 2
+        assert TOKEN not in done.stderr
+
+
 def test_login_input_errors(pin: Pin) -> None:
     env = keyring_env(pin)
     for stdin, words in [("", "empty"), ("a\nb\n", "more than one line"), ("a b\n", "spaces")]:

@@ -210,7 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the checks as JSON")
     p.add_argument("--ssh-config", metavar="FILE", help="the ssh config to check")
-    p.add_argument("--offline", action="store_true", help="do not contact the providers")
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="do not contact the providers (CA key files are still read)",
+    )
     p.set_defaults(func=_cmd_doctor)
 
     p = sub.add_parser(

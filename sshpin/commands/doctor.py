@@ -24,7 +24,7 @@ from sshpin.core import config as config_mod
 from sshpin.core.checks import Check
 from sshpin.core.files import ensure_dir
 from sshpin.errors import AuthError, SshpinError
-from sshpin.providers import for_config, load_config
+from sshpin.providers import for_config, load_config, provider_class
 from sshpin.store import pins
 
 MIN_OPENSSH = (8, 5)  # the first release with KnownHostsCommand
@@ -188,9 +188,10 @@ def run(ssh_config: str, explicit: bool, check_providers: bool = True) -> list[C
         for name, hostname in capsul_blocks(text or ""):
             checks.append(_block_check(ssh, ssh_config, explicit, cfg, hook, name, hostname))
 
-    if cfg is not None and check_providers:
+    if cfg is not None:  # offline: the providers whose check reads local files only
         for p in cfg.providers:
-            checks.append(_provider_check(p))
+            if check_providers or provider_class(p.type).local:
+                checks.append(_provider_check(p))
 
     cache = config_mod.cache_dir()
     try:  # looked at, never made: doctor changes nothing on disk

@@ -27,6 +27,7 @@ MAX_CA_FILE = 65536
 class CertAuthorityProvider(Provider):
     KEYS = frozenset({"ca_keys", "ca_key_files", "revoked_keys", "ports"})
     caches = False
+    local = True
 
     @staticmethod
     def validate(table: dict[str, Any], out: dict[str, Any]) -> None:

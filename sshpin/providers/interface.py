@@ -47,6 +47,7 @@ class Provider(ABC):
     KEYS: ClassVar[frozenset[str]] = frozenset()  # config keys beyond name, type and hosts
     caches: ClassVar[bool] = True  # keeps fetched keys in the cache dir
     takes_token: ClassVar[bool] = False  # ``sshpin login`` stores a token for it
+    local: ClassVar[bool] = False  # its check reads local files only (doctor --offline runs it)
 
     def __init__(self, cfg: ProviderConfig, root: str) -> None:
         self.cfg = cfg

@@ -13,16 +13,6 @@ if TYPE_CHECKING:
     import argparse
     from typing import NoReturn
 
-HOOK_HELP = """\
-usage: sshpin [-v] known-hosts REASON HOST [TYPE KEY]
-
-The OpenSSH KnownHostsCommand hook. In ssh_config:
-    KnownHostsCommand /path/to/sshpin known-hosts %I %H %t %K %k %p
-
-Prints known_hosts lines with the authentic keys of HOST when a configured provider vouches
-for it, nothing for any other host. Exits 0 except for a malformed command line (1).
-"""
-
 
 def main(argv: list[str] | None = None) -> int:
     from sshpin.errors import set_verbose
@@ -32,9 +22,6 @@ def main(argv: list[str] | None = None) -> int:
         set_verbose(True)
         args = args[1:]
     if args[:1] == ["known-hosts"]:  # every ssh connection: no argparse, nothing but the hook
-        if args[1:2] in (["-h"], ["--help"]):
-            sys.stdout.write(HOOK_HELP)
-            return 0
         from sshpin.hook import main as hook
 
         return hook(args[1:])

@@ -13,8 +13,6 @@ ssh runs it through ``KnownHostsCommand`` (up to three times per connection). It
 The argv is parsed here; the answer comes from lookup.py.
 """
 
-from __future__ import annotations
-
 import sys
 
 from sshpin.core.keys import decode_base64
@@ -31,7 +29,7 @@ USAGE = (
 )
 
 
-def parse_args(args: list[str]) -> Query:
+def parse_args(args: list[str]) -> "Query":
     """Strictly parse ssh's ``%I %H [%t %K [%k %p]]``; raise UsageError for anything else.
 
     ``%k`` (ALIAS) is the HostKeyAlias or the host as typed: resolved first (lookup.py); one
@@ -71,6 +69,17 @@ def parse_args(args: list[str]) -> Query:
 def _alias(text: str) -> str:
     """``%k`` as a host name, or "" when it is none (it is what the user typed)."""
     return text.lower() if valid_host(text) and ":" not in text else ""
+
+
+HELP = """\
+usage: sshpin [-v] known-hosts REASON HOST [TYPE KEY [ALIAS PORT]]
+
+The OpenSSH KnownHostsCommand hook. In ssh_config:
+    KnownHostsCommand /path/to/sshpin known-hosts %I %H %t %K %k %p
+
+Prints known_hosts lines with the authentic keys of HOST when a configured provider vouches
+for it, nothing for any other host. Exits 0 except for a malformed command line (1).
+"""
 
 
 SAID_DIR = "said"  # in the cache dir: one empty file per problem said to an ssh connection
@@ -136,14 +145,14 @@ def _expired(signum: int, frame: object) -> None:
     raise Deadline
 
 
-def _answer(query: Query) -> list[str] | Exception:
+def _answer(query: "Query") -> list[str] | Exception:
     try:
         return lookup(query).lines(query.token)
     except Exception as e:  # handled by main, once the deadline is cancelled
         return e
 
 
-def answer_within(query: Query, seconds: float) -> list[str] | Exception:
+def answer_within(query: "Query", seconds: float) -> list[str] | Exception:
     """The lines for ``query``, or the error met; Deadline when ``seconds`` pass first.
 
     ``_signal`` is the C module under ``signal`` (which imports enum: 9 ms on the hot path)."""
@@ -167,6 +176,9 @@ def answer_within(query: Query, seconds: float) -> list[str] | Exception:
 
 
 def main(args: list[str], deadline: float = DEADLINE) -> int:
+    if args[:1] in (["-h"], ["--help"]):
+        sys.stdout.write(HELP)
+        return EXIT_OK
     say_once_per(first_time)
     try:
         query = parse_args(args)

@@ -12,8 +12,6 @@ The cached path imports only cheap standard-library modules; the providers regis
 it requests, cryptography, keyring where a fetch needs them) is imported only past a hit.
 """
 
-from __future__ import annotations
-
 import sys
 import time
 
@@ -34,9 +32,9 @@ class Answer:
     def __init__(
         self,
         why: str,
-        pin: HostEntry | None = None,
+        pin: "HostEntry | None" = None,
         provider: str = "",
-        entry: HostEntry | None = None,
+        entry: "HostEntry | None" = None,
     ) -> None:
         self.why = why
         self.pin = pin
@@ -52,7 +50,7 @@ class Answer:
         return out
 
 
-def lookup(query: Query, fetch: bool = True) -> Answer:
+def lookup(query: "Query", fetch: bool = True) -> "Answer":
     """The answer for ``query``. Without ``fetch``, from the cache alone (``cache show``).
 
     The host ``%k`` names (``query.alias``: the HostKeyAlias, or the name typed, as in ``Host
@@ -69,7 +67,7 @@ def lookup(query: Query, fetch: bool = True) -> Answer:
     return _lookup(query, fetch)
 
 
-def _lookup(query: Query, fetch: bool) -> Answer:
+def _lookup(query: "Query", fetch: bool) -> "Answer":
     pin = _pin(query.name)
     if pin is not None and query.want is not None and pin.has(query.want):
         log(query.token, "pinned")
@@ -87,19 +85,19 @@ def _lookup(query: Query, fetch: bool) -> Answer:
     return answer
 
 
-def _pin(name: str) -> HostEntry | None:
+def _pin(name: str) -> "HostEntry | None":
     """The user's pin for ``name``. The pin store is loaded only when a pins directory exists:
     most users pin nothing, and this runs on every ssh connection."""
-    import os
+    from sshpin.core import files
 
-    if not os.path.isdir(os.path.join(config.config_dir(), "pins")):
+    if not files.isdir(files.join(config.config_dir(), "pins")):
         return None
     from sshpin.store import pins
 
     return pins.read(name)
 
 
-def _from_provider(query: Query, fetch: bool) -> Answer:
+def _from_provider(query: "Query", fetch: bool) -> "Answer":
     root = config.cache_dir()
     cached: str | None = root  # where the compiled config copy lives; None: no cache dir yet
     try:
@@ -139,13 +137,13 @@ def _from_provider(query: Query, fetch: bool) -> Answer:
     return Answer(why, None, provider.name, entry)
 
 
-def _why(entry: HostEntry) -> str:
+def _why(entry: "HostEntry") -> str:
     if not entry.capsul:
         return f"vouched for by {entry.rule}"
     return f"resolved by {entry.rule} to {entry.capsul}"
 
 
-def _load_config(root: str | None) -> config.Config | None:
+def _load_config(root: str | None) -> "config.Config | None":
     """The compiled copy on a hit; the providers registry validates only a changed file."""
     return config.load(_validate, cache=root)
 

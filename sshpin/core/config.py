@@ -11,12 +11,10 @@ and parses the TOML only after the file changed. The copy lives in the checked c
 is validated again after loading, so a damaged copy is a miss, never a crash or a wrong answer.
 """
 
-from __future__ import annotations
-
 import marshal
-import os
-import stat
+import posix
 
+from sshpin.core import files
 from sshpin.core.files import check_file_safe as check_file_safe  # re-exported
 from sshpin.errors import ConfigError
 
@@ -29,7 +27,7 @@ if TYPE_CHECKING:
 
 BASE_KEY = "\0dir"  # passed to validate with each table: its config file's directory
 COMMON_KEYS = frozenset({"name", "type", "hosts"})
-DEFAULTS: dict[str, Any] = {
+DEFAULTS: "dict[str, Any]" = {
     "aliases": {},
     "resolve_dns": True,
     "signing_keys": [],
@@ -49,7 +47,7 @@ class ProviderConfig:
 
     __slots__ = ("data",)
 
-    def __init__(self, data: dict[str, Any]) -> None:
+    def __init__(self, data: "dict[str, Any]") -> None:
         self.data = data
 
     @property
@@ -87,14 +85,14 @@ class ProviderConfig:
         value = self.data.get("ports", [22])
         return value is None or port in value
 
-    def get(self, key: str) -> Any:
+    def get(self, key: str) -> "Any":
         return self.data.get(key, DEFAULTS.get(key))
 
 
 class Config:
     __slots__ = ("path", "providers")
 
-    def __init__(self, path: str, providers: list[ProviderConfig]) -> None:
+    def __init__(self, path: str, providers: "list[ProviderConfig]") -> None:
         self.path = path
         self.providers = providers
 
@@ -107,42 +105,58 @@ class Config:
 
 
 def _home() -> str:
-    return os.path.expanduser("~")
+    home = files.getenv("HOME")
+    if home:
+        return home
+    import os
+
+    return os.path.expanduser("~")  # the password database
 
 
 def _absolute_env(name: str) -> str:
     """An environment variable naming a directory or file: used only when absolute. A relative
     value would be resolved against ssh's working directory (a cloned repository, say), so it
     is ignored, as the XDG Base Directory spec says of relative ``XDG_*`` values."""
-    value = os.environ.get(name, "")
+    value = files.getenv(name) or ""
     return value if value.startswith("/") else ""
+
+
+def _absolute(path: str) -> str:
+    """``os.path.abspath``; without importing os for the absolute paths sshpin builds."""
+    if path.startswith("/") and "/." not in path and "//" not in path and path[-1] != "/":
+        return path
+    import os
+
+    return os.path.abspath(path)
 
 
 def config_path() -> str:
     explicit = _absolute_env("SSHPIN_CONFIG")
     if explicit:
         return explicit
-    return os.path.join(config_dir(), "config.toml")
+    return files.join(config_dir(), "config.toml")
 
 
 def config_dir() -> str:
     """Where user data lives (config, pins): never evicted like the cache."""
     explicit = _absolute_env("SSHPIN_CONFIG")
     if explicit:
-        return os.path.dirname(explicit)
-    base = _absolute_env("XDG_CONFIG_HOME") or os.path.join(_home(), ".config")
-    return os.path.join(base, "sshpin")
+        return files.dirname(explicit)
+    base = _absolute_env("XDG_CONFIG_HOME") or files.join(_home(), ".config")
+    return files.join(base, "sshpin")
 
 
 def cache_dir() -> str:
     explicit = _absolute_env("SSHPIN_CACHE_DIR")
     if explicit:
         return explicit
-    base = _absolute_env("XDG_CACHE_HOME") or os.path.join(_home(), ".cache")
-    return os.path.join(base, "sshpin")
+    base = _absolute_env("XDG_CACHE_HOME") or files.join(_home(), ".cache")
+    return files.join(base, "sshpin")
 
 
-def load(validate: Validate, path: str | None = None, cache: str | None = None) -> Config | None:
+def load(
+    validate: "Validate", path: str | None = None, cache: str | None = None
+) -> "Config | None":
     """The configuration, or None when no config file exists (every host is unmanaged).
 
     ``validate`` checks one ``[[provider]]`` table and returns its plain-data form (the
@@ -151,17 +165,17 @@ def load(validate: Validate, path: str | None = None, cache: str | None = None) 
 
     path = path or config_path()
     try:
-        st = os.stat(path)
+        st = posix.stat(path)
     except FileNotFoundError:
         return None
     except OSError as e:
         raise ConfigError(f"cannot read config {path}: {e.strerror}") from e
-    if not stat.S_ISREG(st.st_mode):
+    if not files.is_file(st.st_mode):
         raise ConfigError(f"config {path}: not a regular file: refusing it")
     check_file_safe(path, st, "config")
-    check_dir_safe(os.path.dirname(os.path.abspath(path)), "config dir")
+    check_dir_safe(files.dirname(_absolute(path)), "config dir")
     identity = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    compiled = os.path.join(cache, "config.marshal") if cache else None
+    compiled = files.join(cache, "config.marshal") if cache else None
     if compiled:
         data = _load_compiled(compiled, identity)
         if data is not None:
@@ -172,7 +186,7 @@ def load(validate: Validate, path: str | None = None, cache: str | None = None) 
     return Config(path, providers)
 
 
-def _load_compiled(compiled: str, identity: tuple[Any, ...]) -> list[dict[str, Any]] | None:
+def _load_compiled(compiled: str, identity: "tuple[Any, ...]") -> "list[dict[str, Any]] | None":
     from sshpin.core.files import read_small
 
     raw = read_small(compiled, limit=MAX_COMPILED)  # a FIFO or a link there is a miss
@@ -194,7 +208,9 @@ def _load_compiled(compiled: str, identity: tuple[Any, ...]) -> list[dict[str, A
     return None
 
 
-def _store_compiled(compiled: str, identity: tuple[Any, ...], data: list[dict[str, Any]]) -> None:
+def _store_compiled(
+    compiled: str, identity: "tuple[Any, ...]", data: "list[dict[str, Any]]"
+) -> None:
     from sshpin.core.files import atomic_write
 
     try:
@@ -203,7 +219,7 @@ def _store_compiled(compiled: str, identity: tuple[Any, ...], data: list[dict[st
         pass  # a read-only or full cache only costs the next call a TOML parse
 
 
-def parse_file(path: str, validate: Validate) -> list[ProviderConfig]:
+def parse_file(path: str, validate: "Validate") -> "list[ProviderConfig]":
     import tomllib
 
     from sshpin.core.files import read_trusted
@@ -218,7 +234,7 @@ def parse_file(path: str, validate: Validate) -> list[ProviderConfig]:
         raise ConfigError(f"config {path}: not UTF-8 text") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config {path}: {e}") from e
-    base = os.path.dirname(os.path.abspath(path))
+    base = files.dirname(_absolute(path))
     try:
         return parse_document(doc, validate, path, base)
     except ConfigError as e:
@@ -226,8 +242,8 @@ def parse_file(path: str, validate: Validate) -> list[ProviderConfig]:
 
 
 def parse_document(
-    doc: dict[str, Any], validate: Validate, path: str = "config", base: str = ""
-) -> list[ProviderConfig]:
+    doc: "dict[str, Any]", validate: "Validate", path: str = "config", base: str = ""
+) -> "list[ProviderConfig]":
     """The provider tables of a parsed config. ``base``: the config file's directory, against
     which relative paths in it are resolved (none given: relative paths are refused)."""
     for key in doc:
@@ -266,7 +282,7 @@ def _located(message: str, table: int, key: str) -> ConfigError:
     return error
 
 
-def _key_named(message: str, table: dict[str, Any]) -> str:
+def _key_named(message: str, table: "dict[str, Any]") -> str:
     """The key of ``table`` a validation message is about (``unknown key 'x' ...``, or
     ``x: ...`` / ``x[2]: ...``), or \"\"."""
     import re

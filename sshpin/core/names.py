@@ -4,8 +4,6 @@ On the hook's hot path: no ``re`` (about 7 ms to import here); ``ipaddress`` is 
 for CIDR patterns and IP literals.
 """
 
-from __future__ import annotations
-
 from sshpin.errors import UsageError
 
 MAX_HOST = 253
@@ -151,7 +149,7 @@ class Query:
         self.want = want
         self.alias = alias if alias != host else ""
 
-    def as_alias(self) -> Query:
+    def as_alias(self) -> "Query":
         """The same question about the host ``%k`` names (lines keep ``%H``, ``token``)."""
         other = Query(self.token, self.want, self.port)
         other.host = self.alias

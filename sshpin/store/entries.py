@@ -5,10 +5,9 @@ the config dir) read with the strict parser below: a damaged entry is a miss, ne
 Standard library only: a cached hit reads one entry and nothing else.
 """
 
-from __future__ import annotations
+import posix
 
-import os
-
+from sshpin.core import files
 from sshpin.core.files import read_small
 from sshpin.core.keys import HostKey, parse_line
 from sshpin.errors import VerificationError
@@ -44,12 +43,12 @@ class HostEntry:
         capsul: str,
         rule: str,
         fetched_at: float,
-        keys: list[HostKey],
+        keys: "list[HostKey]",
         signed: bool = False,
         source: str = "",
-        revoked: list[HostKey] | None = None,
+        revoked: "list[HostKey] | None" = None,
         address: str = "",
-        cas: list[HostKey] | None = None,
+        cas: "list[HostKey] | None" = None,
         expires: float = 0.0,
         trust: str = "",
         generated: float = 0.0,
@@ -104,7 +103,7 @@ class HostEntry:
         return "\n".join(lines) + "\n"
 
     @classmethod
-    def from_text(cls, text: str) -> HostEntry | None:
+    def from_text(cls, text: str) -> "HostEntry | None":
         """Parse an entry; None for anything damaged (truncated, garbage, bad key)."""
         lines = text.split("\n")
         if len(lines) < 9 or lines[0] != ENTRY_MAGIC or lines[-2:] != ["end", ""]:
@@ -168,21 +167,21 @@ def servable(
 
 def entry_path(root: str, provider: str, host: str) -> str:
     """``<cache>/<provider>/hosts/<host>`` (store/cachedir.py has the whole layout)."""
-    return os.path.join(root, provider, "hosts", host)
+    return files.join(root, provider, "hosts", host)
 
 
 def document_path(root: str, provider: str) -> str:
-    return os.path.join(root, provider, "document.json")
+    return files.join(root, provider, "document.json")
 
 
 def document_mtime(root: str, provider: str) -> float | None:
     try:
-        return os.stat(document_path(root, provider)).st_mtime
+        return posix.stat(document_path(root, provider)).st_mtime
     except OSError:
         return None
 
 
-def read_entry(path: str) -> HostEntry | None:
+def read_entry(path: str) -> "HostEntry | None":
     """An entry file, strictly parsed; None when missing or damaged (a miss, never a crash)."""
     raw = read_small(path)
     if raw is None:
@@ -202,7 +201,7 @@ def ask(
     now: float,
     signed_only: bool,
     trust: str | None = None,
-) -> tuple[str, HostEntry | None]:
+) -> "tuple[str, HostEntry | None]":
     """The cache's one answer for a host, with the entry it read (if any). Here, not in
     store/cachedir.py, so that a cached hit loads nothing else:
 

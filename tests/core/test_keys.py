@@ -101,6 +101,78 @@ def test_any_line_parses_or_is_refused_cleanly(line: str) -> None:
     assert "\n" not in rendered and rendered.isprintable()
 
 
+@given(st.binary(max_size=3000))
+def test_base64_encoding_is_binascii_s(data: bytes) -> None:
+    """keys.py encodes base64 itself (no binascii on the hook's path): byte for byte what
+    binascii writes, for any blob up to larger than an RSA-16384 key's."""
+    import binascii
+
+    from sshpin.core.keys import encode_base64
+
+    assert encode_base64(data) == binascii.b2a_base64(data, newline=False).decode()
+
+
+_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+_EDITED_BASE64 = st.tuples(
+    st.binary(min_size=1, max_size=600),
+    st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from(_B64 + " \n.-_")), max_size=3),
+)
+
+
+def _edited(case: tuple[bytes, list[tuple[int, str]]]) -> str:
+    """Valid base64 of the blob, with up to three characters replaced."""
+    import binascii
+
+    data, edits = case
+    text = list(binascii.b2a_base64(data, newline=False).decode())
+    for where, char in edits:
+        text[where % len(text)] = char
+    return "".join(text)
+
+
+@given(_EDITED_BASE64)
+def test_base64_decoding_accepts_exactly_strict_canonical_base64(
+    case: tuple[bytes, list[tuple[int, str]]],
+) -> None:
+    """Valid base64 of a random blob, then up to three characters replaced (by alphabet
+    characters, padding, or junk): decode_base64 accepts exactly what binascii decodes in
+    strict mode and encodes back to the same text, and returns the same bytes."""
+    import binascii
+
+    from hypothesis import event
+
+    candidate = _edited(case)
+    expected: bytes | None = None
+    try:
+        decoded = binascii.a2b_base64(candidate.encode(), strict_mode=True)
+        if decoded and binascii.b2a_base64(decoded, newline=False).decode() == candidate:
+            expected = decoded
+    except (binascii.Error, ValueError):
+        pass
+    try:
+        got: bytes | None = decode_base64(candidate)
+    except ValueError:
+        got = None
+    event("accepted" if got is not None else "refused")
+    assert got == expected
+
+
+def test_base64_decoding_property_reaches_both_branches() -> None:
+    """The property's strategy reaches decode_base64's accepting branch and its refusing one
+    (hypothesis.find fails when no example of either is found)."""
+    from hypothesis import find, settings
+
+    def accepted(case: tuple[bytes, list[tuple[int, str]]]) -> bool:
+        try:
+            decode_base64(_edited(case))
+        except ValueError:
+            return False
+        return True
+
+    find(_EDITED_BASE64, accepted, settings=settings(database=None))
+    find(_EDITED_BASE64, lambda case: not accepted(case), settings=settings(database=None))
+
+
 @given(st.binary(min_size=1, max_size=200))
 def test_base64_round_trip_is_canonical(data: bytes) -> None:
     import base64

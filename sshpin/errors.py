@@ -51,7 +51,7 @@ class UsageError(SshpinError):
 class ConfigError(SshpinError):
     """The configuration file is missing, malformed or unsafe; or a local file is unsafe."""
 
-    where: tuple[int, str] | None = None  # the [[provider]] number (0: top level) and key
+    where: tuple[int, str, int] | None = None  # [[provider]] number (0: top), key, how many
 
 
 class NoKeysError(SshpinError):

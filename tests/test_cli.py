@@ -138,13 +138,25 @@ def test_sshpin_ssh_leaves_hosts_it_does_not_manage_to_the_users_ssh(
     assert recorded.startswith(f"[localhost]:{sshd.port} ssh-ed25519 ")  # ssh's own TOFU
     assert "sshpin" not in done.stderr  # the hook had nothing to say about it
 
-    # a pin makes the same name managed: strict again, and the pin decides
+    # A man in the middle (another key) and a user's config that says StrictHostKeyChecking
+    # no: plain ssh would connect anyway. Every spelling sshpin vouches for must be refused.
+    sshd.restart([keys.forged])
     Path(ssh.known_hosts).write_text("")
-    pinned = ssh.pin.run("pin", f"[localhost]:{sshd.port}", stdin=keys.pub(keys.forged) + "\n")
+    pinned = ssh.pin.run("pin", f"[localhost]:{sshd.port}", stdin=keys.pub(keys.host) + "\n")
     assert pinned.returncode == 0, pinned.stderr
-    done = ssh.tool(SSHPIN, "ssh", *opts, *accept, *port, "localhost", "true")
-    assert done.returncode == 255 and "Host key verification failed" in done.stderr
-    assert Path(ssh.known_hosts).read_text() == ""
+    lax = ["-o", "StrictHostKeyChecking=no"]
+    for spelling in (
+        ["localhost"],  # a pin for another port than 22: [localhost]:PORT
+        ["-o", f"HostKeyAlias=[127.0.0.1]:{sshd.port}", "localhost"],  # a bracketed alias
+        ["-o", "HostKeyAlias=capsul-test1", "localhost"],  # a bare alias the provider covers
+    ):
+        done = ssh.tool(SSHPIN, "ssh", *opts, *lax, *port, *spelling, "true")
+        assert done.returncode == 255, (spelling, done.stderr)
+        assert "Host key verification failed" in done.stderr, spelling
+    # the control: the same server under a name nobody vouches for connects, as plain ssh
+    done = ssh.tool(SSHPIN, "ssh", *opts, *lax, *port, "-o", "HostKeyAlias=other", "localhost",
+                    "true")  # fmt: skip
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.mark.slow

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import time
@@ -15,6 +14,8 @@ from sshpin.commands.setup import (
     _read,
     hook_command,
     include_state,
+    openssh_version,
+    proxy_arguments,
     real_home,
     render_snippet,
     snippet_path,
@@ -28,16 +29,6 @@ from sshpin.providers import for_config, load_config, provider_class
 from sshpin.store import pins
 
 MIN_OPENSSH = (8, 5)  # the first release with KnownHostsCommand
-
-
-def openssh_version(ssh: str) -> tuple[str, tuple[int, int] | None]:
-    done = subprocess.run(
-        [ssh, "-V"], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=10
-    )
-    text = (done.stderr or done.stdout).strip().splitlines()
-    first = text[0] if text else ""
-    m = re.match(r"OpenSSH_(\d+)\.(\d+)", first)
-    return first, (int(m.group(1)), int(m.group(2))) if m else None
 
 
 def sample_host(patterns: list[str]) -> str | None:
@@ -142,7 +133,7 @@ def run(ssh_config: str, explicit: bool, check_providers: bool = True) -> list[C
 
     if cfg is not None and version is not None:
         hook = " ".join(hook_command()) + " " + HOOK_ARGS
-        proxy = " ".join(hook_command()) + " proxy %h %p %k"
+        proxy = " ".join(hook_command()) + " " + proxy_arguments()
         for p in cfg.providers:
             host = sample_host(ssh_patterns(p.hosts)[0])
             if host is None:

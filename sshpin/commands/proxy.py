@@ -82,12 +82,14 @@ def target(host: str, port: int, alias: str = "") -> tuple[str, dict[str, list[s
         if named:
             raise e.prefixed(f"proxy {host}") from None
         say(token, str(e), e.hint)
-        return host, {token: []}
+        return host, {name: [] for name in (token, alias) if name}
     by = alias if answer.by_alias else host
     provider = provider_for(cfg, by, port)  # None on a port no provider vouches on
     lines = {token: vouched_lines(token, answer.pin, answer.entry, provider)}  # pins: no limit
-    if answer.by_alias:
-        lines[alias] = vouched_lines(alias, answer.pin, answer.entry, provider)
+    if alias:  # the alias's lines when it answered; else none: an old answer for it goes
+        lines[alias] = (
+            vouched_lines(alias, answer.pin, answer.entry, provider) if answer.by_alias else []
+        )
     if not named:
         return host, lines
     entry = answer.entry

@@ -17,9 +17,11 @@ CRLF files get CRLF lines. Running setup twice changes nothing the second time.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import pwd
+import shutil
 import stat
 import sys
 import sysconfig
@@ -129,12 +131,40 @@ def ssh_patterns(hosts: list[str]) -> tuple[list[str], list[str]]:
     return out, skipped
 
 
+PROXY_ALIAS_SINCE = (8, 4)  # the first OpenSSH whose ProxyCommand knows %k
+
+
+def openssh_version(ssh: str) -> tuple[str, tuple[int, int] | None]:
+    """``ssh -V``'s first line, and the (major, minor) it names (None: not OpenSSH)."""
+    import re
+    import subprocess
+
+    done = subprocess.run(
+        [ssh, "-V"], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=10
+    )
+    text = (done.stderr or done.stdout).strip().splitlines()
+    first = text[0] if text else ""
+    m = re.match(r"OpenSSH_(\d+)\.(\d+)", first)
+    return first, (int(m.group(1)), int(m.group(2))) if m else None
+
+
+@functools.cache
+def proxy_arguments() -> str:
+    """The ProxyCommand's arguments for the ssh on PATH: ``proxy %h %p %k`` from OpenSSH
+    8.4, whose ProxyCommand first knows ``%k``; ``proxy %h %p`` before (an older ssh exits on
+    a token it does not know), where a ``Host`` block's alias is not resolved."""
+    ssh = shutil.which("ssh")
+    version = openssh_version(ssh)[1] if ssh else None
+    alias = version is not None and version >= PROXY_ALIAS_SINCE
+    return "proxy %h %p %k" if alias else "proxy %h %p"
+
+
 def _directives(command: list[str], legacy: bool) -> list[str]:
     if not legacy:
         return [f"    KnownHostsCommand {hook_line(command)}", "    StrictHostKeyChecking yes"]
     from sshpin.commands.proxy import managed_known_hosts
 
-    proxy = " ".join(_ssh_word(w) for w in command) + " proxy %h %p %k"
+    proxy = " ".join(_ssh_word(w) for w in command) + " " + proxy_arguments()
     files = ["~/.ssh/known_hosts", "~/.ssh/known_hosts2", _tilde(managed_known_hosts())]
     return [
         f"    ProxyCommand {proxy}",

@@ -45,12 +45,13 @@ def run(args: list[str]) -> int:
 def managed(ssh: str, args: list[str]) -> bool:
     """Does sshpin vouch for the host these ssh arguments connect to? ssh itself says which
     host that is (``ssh -G``: the user's config applied), and the hook's own rule decides: a
-    provider whose ``hosts`` and ``ports`` cover it, or a pin, for the name the hook is given
-    (the HostKeyAlias; else the host as typed, then the HostName). Fails closed: when ssh -G
-    or the config cannot tell, the host counts as managed (strict)."""
+    provider whose ``hosts`` and ``ports`` cover it, or a pin, for the names the hook is
+    given (the HostKeyAlias, bare or ``[host]:port``; else the host as typed, then the
+    HostName). Fails closed: when ssh -G, a name or the config cannot tell, the host counts
+    as managed (strict)."""
     import subprocess
 
-    from sshpin.core.names import port_name, valid_host
+    from sshpin.core.names import port_name, split_host
     from sshpin.errors import SshpinError
     from sshpin.providers import load_config, provider_for
     from sshpin.store import pins
@@ -71,14 +72,14 @@ def managed(ssh: str, args: list[str]) -> bool:
         return True  # ssh will say what is wrong with its arguments; strict meanwhile
     alias = seen.get("hostkeyalias", "")
     names = [alias] if alias else [seen["host"], seen.get("hostname", "")]
+    bare = {int(port), 22} if alias else {int(port)}  # a bare alias: 22 or the port, as the hook
     try:
         cfg = load_config()
-        pinned = set(pins.hosts())
+        for name in filter(None, names):
+            host, given = split_host(name)  # UsageError: no name the hook could take
+            for p in {given} if given is not None else bare:
+                if provider_for(cfg, host, p) or pins.read(port_name(host, p)) is not None:
+                    return True
     except SshpinError:
         return True
-    ports = {int(port), 22} if alias else {int(port)}  # ssh looks an alias up without a port
-    for name in (n.lower() for n in names if valid_host(n)):
-        for p in ports:
-            if provider_for(cfg, name, p) or port_name(name, p) in pinned:
-                return True
     return False

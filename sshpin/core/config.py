@@ -246,27 +246,28 @@ def parse_document(
 ) -> "list[ProviderConfig]":
     """The provider tables of a parsed config. ``base``: the config file's directory, against
     which relative paths in it are resolved (none given: relative paths are refused)."""
+    tables = doc.get("provider", [])
+    count = len(tables) if isinstance(tables, list) else 0
     for key in doc:
         if key != "provider":
             import difflib
 
             near = "provider" if difflib.get_close_matches(key, ["provider"], 1) else ""
             guess = "did you mean [[provider]]?" if near else "expected [[provider]] tables"
-            raise _located(f"{path}: unknown key {key!r} ({guess})", 0, key)
-    tables = doc.get("provider", [])
+            raise _located(f"{path}: unknown key {key!r} ({guess})", 0, key, count)
     if not isinstance(tables, list):
-        raise _located(f"{path}: provider: expected [[provider]] tables", 0, "provider")
+        raise _located(f"{path}: provider: expected [[provider]] tables", 0, "provider", 0)
     providers: list[ProviderConfig] = []
     for index, table in enumerate(tables, 1):
         where = f"{path}: provider #{index}"
         if not isinstance(table, dict):
-            raise _located(f"{where}: expected a table", index, "")
+            raise _located(f"{where}: expected a table", index, "", count)
         if isinstance(table.get("name"), str):
             where = f"{path}: provider {table['name']!r}"
         try:
             providers.append(ProviderConfig(validate({**table, BASE_KEY: base})))
         except ValueError as e:
-            raise _located(f"{where}: {e}", index, _key_named(str(e), table)) from e
+            raise _located(f"{where}: {e}", index, _key_named(str(e), table), count) from e
     names = [p.name for p in providers]
     for name in names:
         if names.count(name) > 1:
@@ -274,11 +275,12 @@ def parse_document(
     return providers
 
 
-def _located(message: str, table: int, key: str) -> ConfigError:
-    """A ConfigError that knows where in the file it is: the ``table``-th ``[[provider]]``
-    (0: the top level) and the ``key`` (\"\": the table itself). parse_file adds the line."""
+def _located(message: str, table: int, key: str, count: int) -> ConfigError:
+    """A ConfigError that knows where in the file it is: the ``table``-th of ``count``
+    ``[[provider]]`` tables (0: the top level) and the ``key`` (\"\": the table itself).
+    parse_file adds the line."""
     error = ConfigError(message)
-    error.where = (table, key)
+    error.where = (table, key, count)
     return error
 
 
@@ -293,29 +295,34 @@ def _key_named(message: str, table: "dict[str, Any]") -> str:
 
 def _with_line(error: ConfigError, path: str, text: str) -> ConfigError:
     """``error`` with ``path:LINE`` for ``path`` when the line of what it is about is found:
-    the key's line in its ``[[provider]]`` table (or at the top level), else the table's
-    header. Tables written otherwise (an inline array) keep the message as it was."""
+    the key's line in its ``[[provider]]`` table, else the table's header; at the top level,
+    the key's line before the first table, or its table header. When the headers found do
+    not number the tables parsed (an inline array, a header inside a multi-line string), the
+    message is kept as it was: no line rather than a wrong one."""
     import re
 
     if error.where is None or path not in error.message:
         return error
-    table, key = error.where
-    lines = text.splitlines()
-    headers = [n for n, line in enumerate(lines) if re.match(r"\s*\[\[\s*provider\s*\]\]", line)]
-    if table:
-        if len(headers) < table:
-            return error
-        start, found = headers[table - 1], headers[table - 1]
-    else:
-        start, found = 0, -1
+    table, key, count = error.where
+    lines = text.split("\n")  # as TOML counts lines (not str.splitlines: U+2028 is text)
+    header = re.compile(r"""\s*\[\[\s*(?:provider|"provider"|'provider')\s*\]\]\s*(?:#.*)?$""")
+    headers = [n for n, line in enumerate(lines) if header.match(line)]
+    if len(headers) != count:
+        return error
+    found = headers[table - 1] if table else -1
     if key:
         name = re.escape(key)
-        wanted = re.compile(rf'\s*(?:"{name}"|{name})\s*[=.]')
-        header = re.compile(rf'\s*\[+\s*"?{name}"?\s*[\].]')
-        for n in range(start + (1 if table else 0), len(lines)):
-            if table and lines[n].lstrip().startswith("["):
-                break  # the next table: the key is not in this one
-            if wanted.match(lines[n]) or (not table and header.match(lines[n])):
+        wanted = re.compile(rf"""\s*(?:"{name}"|'{name}'|{name})\s*[=.]""")
+        named_table = re.compile(rf"""\s*\[+\s*(?:"{name}"|'{name}'|{name})\s*[\].]""")
+        for n in range(headers[table - 1] + 1 if table else 0, len(lines)):
+            if lines[n].lstrip().startswith("["):
+                if not table and named_table.match(lines[n]):
+                    found = n
+                    break
+                if table:
+                    break  # the next table: the key is not in this one
+                continue  # the top level ends here, but its key may be a table's header
+            if (table or not headers or n < headers[0]) and wanted.match(lines[n]):
                 found = n
                 break
     if found < 0:

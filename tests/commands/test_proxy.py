@@ -249,3 +249,24 @@ def test_legacy_mode_pins_a_host_block_with_a_hostname_address(
     sshd.restart([keys.forged])
     forged = run(pin, "ssh", "-F", str(config), "-p", port, "capsul-test1", "true")
     assert forged.returncode == 255 and "Host key verification failed" in forged.stderr
+
+
+def test_legacy_mode_gives_percent_k_only_to_an_ssh_that_knows_it(pin: Pin, tmp_path: Path) -> None:
+    """ProxyCommand knows %k from OpenSSH 8.4; an older ssh exits on a token it does not
+    know ("unknown key %k"), so setup --legacy writes ``%h %p`` for it (and doctor expects
+    what setup writes)."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    for version, want in (("8.2p1", " proxy %h %p\n"), ("8.4p1", " proxy %h %p %k\n")):
+        (fake / "ssh").write_text(
+            f"#!/bin/sh\necho 'OpenSSH_{version} Ubuntu, OpenSSL 1.1.1f' >&2\nexit 0\n"
+        )
+        (fake / "ssh").chmod(0o755)
+        env = dict(pin.env, PATH=f"{fake}:{pin.env['PATH']}")
+        done = subprocess.run(
+            [SSHPIN, "setup", "--legacy", "--ssh-config", str(tmp_path / f"config-{version}")],
+            env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        snippet = (pin.dir / "ssh_config").read_text()
+        assert want in snippet, (version, snippet)

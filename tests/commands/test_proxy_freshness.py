@@ -57,3 +57,24 @@ def test_a_host_the_cache_no_longer_vouches_for_loses_its_lines(
     assert (address, lines) == ("127.0.0.1", {"127.0.0.1": []})
     proxy.record(lines)
     assert managed(env) == ""
+
+
+def test_an_alias_loses_its_lines_once_nothing_vouches_for_it(
+    env: Pin, provider: ReferenceServer, keys: Keys
+) -> None:
+    """``%k`` (here a pinned name: ``Host web`` / ``HostName 127.0.0.1`` with a HostKeyAlias)
+    gets the pin's lines beside the address's; after ``unpin`` the next connection drops both,
+    so a key the user unpinned is trusted under no name."""
+    done = env.run("pin", "web.example.com", stdin=keys.pub(keys.host) + "\n")
+    assert done.returncode == 0, done.stderr
+    address, lines = proxy.target("127.0.0.1", 22, "web.example.com")
+    assert address == "127.0.0.1" and set(lines) == {"127.0.0.1", "web.example.com"}
+    proxy.record(lines)
+    written = {line.split()[0] for line in managed(env).splitlines()}
+    assert written == {"127.0.0.1", "web.example.com"}
+    assert env.run("unpin", "web.example.com").returncode == 0
+    provider.api.status_override = 503  # nothing else vouches for the address either
+    address, lines = proxy.target("127.0.0.1", 22, "web.example.com")
+    assert lines == {"127.0.0.1": [], "web.example.com": []}
+    proxy.record(lines)
+    assert managed(env) == ""

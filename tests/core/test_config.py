@@ -125,6 +125,13 @@ def test_provider_validation_never_crashes(table: dict[str, object]) -> None:
         ('# mine\n[providers]\nname = "a"\n', 2,
          "unknown key 'providers' (did you mean [[provider]]?)"),
         ('colour = 1\n', 1, "unknown key 'colour' (expected [[provider]] tables)"),
+        # a quoted header counts as a table too; the second table's key is named
+        (BASE + 'hosts = ["a"]\n[["provider"]]\nname = "b"\ntype = "capsul"\n'
+         'api_url = "https://c.example/api"\nhosts = ["b"]\nbogus = 1\n', 11, "'bogus'"),
+        # a line separator inside a comment is text, not a new line (TOML counts "\n")
+        ("# a\u2028b\n" + BASE + 'hosts = ["x"]\nbogus = 1\n', 7, "'bogus'"),
+        # a top-level table after the providers: its header, not the provider's key
+        (BASE + 'hosts = ["x"]\n[hosts]\nx = 1\n', 6, "unknown key 'hosts'"),
     ],
 )  # fmt: skip
 def test_errors_name_the_file_and_line(tmp_path: Path, text: str, line: int, needle: str) -> None:

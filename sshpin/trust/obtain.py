@@ -6,8 +6,10 @@ fetch and verify it, and how to write it and what changed. The sequence is writt
 
 1. a refetch because the server offered an unknown key (``mismatch``) happens at most once per
    30 s per host, and only for a fresh cached item (a stale one is refetched anyway);
-2. the provider's lock is taken (bounded wait); under it the cache is read again, and if another
-   process fetched while this one waited, its result is used: N cold starts, one request;
+2. a caller asks without ``mismatch`` only when it found nothing fresh; a fresh item found
+   here was fetched by another process since, and is used. Otherwise the provider's lock is
+   taken (bounded wait); under it the cache is read again, and if another process fetched
+   while this one waited, its result is used: N cold starts, one request;
 3. the fetch verifies before anything is written; the write is atomic; a change of a key set is
    appended to the history and announced in a few lines;
 4. when the fetch fails (or the lock is not had in time), the cached item is served while the
@@ -90,6 +92,13 @@ def obtain(
             log(mismatch, "refetch for an unknown key was done under 30 s ago; not again yet")
             return cached
         _best_effort(lambda: store.mark_mismatch(mismatch, now))
+    elif (
+        not force and cached is not None and fresh(cached.fetched_at, cached.expires, cfg.ttl, now)
+    ):
+        # The caller found nothing fresh (that is why it asks without ``mismatch``), but
+        # another process has fetched since it looked: N cold starts, one request.
+        log(what.subject, "another sshpin fetched since this one looked; using its result")
+        return cached
     seen = cached.fetched_at if cached is not None else None
     lock = store.lock(LOCK_WAIT)
     with lock as locked:

@@ -183,20 +183,23 @@ def test_a_fifo_as_a_ca_key_file_never_blocks(pin: Pin, keys: Keys) -> None:
     assert f"CA key file {fifo}: not a regular file" in done.stderr
 
 
-@pytest.mark.parametrize("command", ["sleep 600", "sh -c 'sleep 600; echo late-7f3a'"])
+@pytest.mark.parametrize("template", ["sleep {n}", "sh -c 'sleep {n}; echo late'"])
 def test_a_token_command_that_never_ends_is_stopped(
-    pin: Pin, provider: ReferenceServer, keys: Keys, command: str
+    pin: Pin, provider: ReferenceServer, keys: Keys, template: str
 ) -> None:
+    """A token command that never ends, and one whose child keeps the pipe open: stopped at
+    10 s with its whole process group. The sleep's length is unique to this run, so that no
+    other test (or suite) running at the same time is mistaken for a leftover."""
+    seconds = f"600.{os.getpid()}{time.monotonic_ns() % 10**6}"
     provider.api.add("capsul-l", [keys.pub(keys.host)])
-    pin.write_config(extra=f'token_command = "{command}"\n')
+    pin.write_config(extra=f'token_command = "{template.format(n=seconds)}"\n')
     env = {k: v for k, v in pin.env.items() if k != "SSHPIN_TOKEN_CAPSUL"}
     done, took = run_hook(env, "HOSTNAME", "capsul-l", *key_args(keys, keys.host))
     assert took < BOUND, took
     assert (done.returncode, done.stdout) == (0, "")
     assert "gave no token within 10 s (it was stopped)" in done.stderr
     time.sleep(0.5)
-    pattern = "^sh -c sleep 600; echo late-7f3a"
-    left = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True)
+    left = subprocess.run(["pgrep", "-af", f"sleep {seconds}"], capture_output=True, text=True)
     assert left.stdout == "", left.stdout  # the whole process group was killed
 
 
@@ -205,8 +208,9 @@ def test_a_token_command_that_floods_its_output_is_stopped(
 ) -> None:
     """``yes`` prints forever, fast: the hook reads at most 64 KiB of it, stops the command
     and says so in one line, well before the 10 s deadline; memory stays small."""
+    marker = f"7f3a-flood-{os.getpid()}-{time.monotonic_ns()}"  # unique to this run
     provider.api.add("capsul-l", [keys.pub(keys.host)])
-    pin.write_config(extra='token_command = "yes 7f3a-flood"\n')
+    pin.write_config(extra=f'token_command = "yes {marker}"\n')
     env = {k: v for k, v in pin.env.items() if k != "SSHPIN_TOKEN_CAPSUL"}
     done, took = run_hook(env, "HOSTNAME", "capsul-l", *key_args(keys, keys.host))
     assert took < 5, took  # the cap, not the deadline, ended it
@@ -214,7 +218,7 @@ def test_a_token_command_that_floods_its_output_is_stopped(
     assert "token_command 'yes' printed more than 64 KiB (it was stopped)" in done.stderr
     assert len(done.stderr.splitlines()) == 1 and "7f3a-flood" not in done.stderr
     time.sleep(0.5)
-    left = subprocess.run(["pgrep", "-af", "^yes 7f3a-flood"], capture_output=True, text=True)
+    left = subprocess.run(["pgrep", "-af", f"^yes {marker}"], capture_output=True, text=True)
     assert left.stdout == "", left.stdout
 
 

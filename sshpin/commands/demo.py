@@ -109,11 +109,13 @@ class Sshd:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"sshd exited at start: see {self.workdir}/sshd.log")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return self
+            try:  # ready when a connection gets sshd's banner, not merely accepted
+                with socket.create_connection(("127.0.0.1", self.port), timeout=2) as probe:
+                    if probe.recv(64).startswith(b"SSH-"):
+                        return self
             except OSError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         raise RuntimeError("sshd did not start listening within 10 s")
 
     def stop(self) -> None:

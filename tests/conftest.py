@@ -59,6 +59,27 @@ HOOK = _hook()
 HOOK_LINE = " ".join(HOOK) + " known-hosts %I %H %t %K %k %p"  # what ssh -G shows for it
 
 
+# A keyring backend (PYTHON_KEYRING_BACKEND=mutekeyring.Mute, this text as mutekeyring.py)
+# whose every call hangs: a D-Bus service that never answers, or an unanswered unlock prompt.
+MUTE_KEYRING = """
+import time
+from keyring.backend import KeyringBackend
+
+
+class Mute(KeyringBackend):
+    priority = 1
+
+    def get_password(self, service, username):
+        time.sleep(600)
+
+    def set_password(self, service, username, password):
+        time.sleep(600)
+
+    def delete_password(self, service, username):
+        time.sleep(600)
+"""
+
+
 @dataclass
 class Keys:
     """Key pairs made once per session with the real ssh-keygen."""

@@ -20,7 +20,7 @@ import pytest
 import trustme
 
 from sshpin.provider_side.refserver import CapsulAPI, ReferenceServer
-from tests.conftest import HOOK, SSHPIN, TLS, TOKEN, Keys, Pin
+from tests.conftest import HOOK, MUTE_KEYRING, SSHPIN, TLS, TOKEN, Keys, Pin
 
 BOUND = 15.0  # well under the hook's 25 s deadline; each fault's own bound is 5 or 10 s
 
@@ -222,32 +222,13 @@ def test_a_token_command_that_floods_its_output_is_stopped(
     assert left.stdout == "", left.stdout
 
 
-SLOW_KEYRING = """
-import time
-from keyring.backend import KeyringBackend
-
-
-class Mute(KeyringBackend):
-    priority = 1
-
-    def get_password(self, service, username):
-        time.sleep(600)
-
-    def set_password(self, service, username, password):
-        raise NotImplementedError
-
-    def delete_password(self, service, username):
-        raise NotImplementedError
-"""
-
-
 def test_a_keyring_that_never_answers(
     pin: Pin, provider: ReferenceServer, keys: Keys, tmp_path: Path
 ) -> None:
     """PYTHON_KEYRING_BACKEND names a backend whose get_password never returns. The console
     script (site, PYTHONPATH honoured) so that the test module can be imported at all."""
     provider.api.add("capsul-l", [keys.pub(keys.host)])
-    (tmp_path / "mutekeyring.py").write_text(SLOW_KEYRING)
+    (tmp_path / "mutekeyring.py").write_text(MUTE_KEYRING)
     env = {k: v for k, v in pin.env.items() if k != "SSHPIN_TOKEN_CAPSUL"}
     env.update(PYTHONPATH=str(tmp_path), PYTHON_KEYRING_BACKEND="mutekeyring.Mute")
     done, took = run_hook(env, "HOSTNAME", "capsul-l", *key_args(keys, keys.host),

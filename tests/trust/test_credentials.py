@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sshpin.provider_side.refserver import ReferenceServer
-from tests.conftest import SSHPIN, TOKEN, Keys, Pin
+from tests.conftest import MUTE_KEYRING, SSHPIN, TOKEN, Keys, Pin
 
 pytestmark = pytest.mark.slow
 
@@ -106,25 +106,6 @@ def test_login_without_a_usable_keyring_names_the_other_sources(
     assert words in done.stderr
     assert "SSHPIN_TOKEN_CAPSUL" in done.stderr and "token_command" in done.stderr
     assert done.stderr.count("\n") == 1 and TOKEN not in done.stderr
-
-
-MUTE_KEYRING = """
-import time
-from keyring.backend import KeyringBackend
-
-
-class Mute(KeyringBackend):
-    priority = 1
-
-    def get_password(self, service, username):
-        time.sleep(600)
-
-    def set_password(self, service, username, password):
-        time.sleep(600)
-
-    def delete_password(self, service, username):
-        time.sleep(600)
-"""
 
 
 @pytest.mark.slow

@@ -105,7 +105,7 @@ class HostKey:
         if self.key_type in (ED25519, SK_ED25519, SK_ECDSA):
             return 256
         if self.key_type == RSA:
-            reader = _Reader(self.blob)
+            reader = WireReader(self.blob)
             reader.string()
             reader.mpint()
             return reader.mpint().bit_length()
@@ -127,14 +127,15 @@ class HostKey:
         """A security key's application string (``ssh:``...); empty for other keys."""
         if self.key_type not in SK_TYPES:
             return ""
-        reader = _Reader(self.blob)
+        reader = WireReader(self.blob)
         for _ in range(3 if self.key_type == SK_ECDSA else 2):
             reader.string()
         return reader.string().decode("utf-8")
 
 
-class _Reader:
-    """Reads RFC 4251 wire-format fields, raising ValueError on anything malformed."""
+class WireReader:
+    """Reads RFC 4251 wire-format fields, raising ValueError on anything malformed: the one
+    reader of key blobs here and of SSHSIG signatures (trust/sshsig.py)."""
 
     __slots__ = ("data", "pos")
 
@@ -142,15 +143,22 @@ class _Reader:
         self.data = data
         self.pos = 0
 
-    def string(self) -> bytes:
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise ValueError("truncated field")
+        self.pos += n
+        return self.data[self.pos - n : self.pos]
+
+    def uint32(self) -> int:
         if self.pos + 4 > len(self.data):
             raise ValueError("truncated length field")
-        n = int.from_bytes(self.data[self.pos : self.pos + 4], "big")
-        start = self.pos + 4
-        if start + n > len(self.data):
+        return int.from_bytes(self.take(4), "big")
+
+    def string(self) -> bytes:
+        n = self.uint32()
+        if self.pos + n > len(self.data):
             raise ValueError("truncated string")
-        self.pos = start + n
-        return self.data[start : self.pos]
+        return self.take(n)
 
     def mpint(self) -> int:
         raw = self.string()
@@ -162,9 +170,9 @@ class _Reader:
             raise ValueError("integer not in canonical form")
         return int.from_bytes(raw, "big")
 
-    def end(self) -> None:
+    def end(self, what: str = "the key") -> None:
         if self.pos != len(self.data):
-            raise ValueError("trailing bytes after the key")
+            raise ValueError(f"trailing bytes after {what}")
 
 
 # string "ssh-ed25519", then the length of a 32-byte string: 51 bytes in all with the key
@@ -225,7 +233,7 @@ def parse_blob(blob: bytes, types: frozenset[str] = KEY_TYPES) -> "HostKey":
         return HostKey(ED25519, blob)  # the common case, fully checked by length and prefix
     if len(blob) > MAX_BLOB:
         raise VerificationError(f"key blob too large ({len(blob)} bytes)")
-    reader = _Reader(blob)
+    reader = WireReader(blob)
     try:
         name_raw = reader.string()
         key_type = name_raw.decode("ascii")
@@ -294,7 +302,7 @@ def parse_key(key_type: str, content: str) -> "HostKey":
     except ValueError as e:
         raise VerificationError(f"key content: {e}") from e
     try:
-        embedded = _Reader(blob).string()
+        embedded = WireReader(blob).string()
     except ValueError as e:
         raise VerificationError(f"malformed key blob: {e}") from e
     if embedded != key_type.encode("utf-8", "replace"):
@@ -327,7 +335,7 @@ def _typed_blob(declared: str, field: str) -> bytes | None:
     except ValueError:
         return None
     try:
-        embedded = _Reader(blob).string()
+        embedded = WireReader(blob).string()
     except ValueError:
         return None
     return blob if embedded == declared.encode("utf-8", "replace") else None
@@ -388,7 +396,7 @@ def _malformed(fields: list[str], marker: str) -> "VerificationError":
         except ValueError:
             continue
         try:
-            embedded = _Reader(blob).string().decode("ascii", "replace")
+            embedded = WireReader(blob).string().decode("ascii", "replace")
         except ValueError as e:
             if not _looks_like_type(fields[t]):
                 continue  # a word that happens to be base64 ("some"), not a key

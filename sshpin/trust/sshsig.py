@@ -34,6 +34,7 @@ from sshpin.core.keys import (
     SK_ED25519,
     SK_TYPES,
     HostKey,
+    WireReader,
     parse_blob,
 )
 from sshpin.errors import VerificationError
@@ -61,28 +62,6 @@ SK_USER_VERIFIED = 0x04  # FIDO flag: the key checked a PIN or biometric
 
 def _string(data: bytes) -> bytes:
     return len(data).to_bytes(4, "big") + data
-
-
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
-
-    def take(self, n: int) -> bytes:
-        if n < 0 or self.pos + n > len(self.data):
-            raise VerificationError("signature is truncated")
-        out = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return out
-
-    def uint32(self) -> int:
-        return int.from_bytes(self.take(4), "big")
-
-    def string(self) -> bytes:
-        return self.take(self.uint32())
-
-    def end(self) -> None:
-        if self.pos != len(self.data):
-            raise VerificationError("trailing bytes after the signature")
 
 
 @dataclass(frozen=True)
@@ -125,7 +104,14 @@ def parse(blob: bytes) -> Signature:
     """Parse a binary SSHSIG; raise VerificationError naming what is malformed."""
     if len(blob) > MAX_SIGNATURE:
         raise VerificationError("signature is too large")
-    r = _Reader(blob)
+    try:
+        return _parse(blob)
+    except ValueError as e:  # a field cut short, or bytes left over
+        raise VerificationError(f"malformed signature: {e}") from None
+
+
+def _parse(blob: bytes) -> Signature:
+    r = WireReader(blob)
     if r.take(6) != MAGIC:
         raise VerificationError("not an SSHSIG signature (bad magic)")
     version = r.uint32()
@@ -138,8 +124,8 @@ def parse(blob: bytes) -> Signature:
         hash_algorithm = r.string().decode("ascii")
     except UnicodeDecodeError:
         raise VerificationError("malformed signature fields") from None
-    inner = _Reader(r.string())
-    r.end()
+    inner = WireReader(r.string())
+    r.end("the signature")
     try:
         sig_type = inner.string().decode("ascii")
     except UnicodeDecodeError:
@@ -149,7 +135,7 @@ def parse(blob: bytes) -> Signature:
     if sig_type in SK_TYPES:
         flags = inner.take(1)[0]
         counter = inner.uint32()
-    inner.end()
+    inner.end("the signature")
     return Signature(signer, namespace, hash_algorithm, sig_type, sig, reserved, flags, counter)
 
 
@@ -212,7 +198,7 @@ def _public_key(key: HostKey) -> Any:
     if key.key_type in SK_TYPES:
         from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-        r = _Reader(key.blob)
+        r = WireReader(key.blob)
         r.string()
         if key.key_type == SK_ED25519:
             return ed25519.Ed25519PublicKey.from_public_bytes(r.string())
@@ -252,9 +238,9 @@ def _check(key: HostKey, sig_type: str, sig: bytes, data: bytes) -> bool:
             sig = sig.rjust(size, b"\0")
             public.verify(sig, data, padding.PKCS1v15(), _hash(SIG_TYPES[RSA][sig_type] or ""))
         else:
-            r = _Reader(sig)
+            r = WireReader(sig)
             numbers = [int.from_bytes(r.string(), "big", signed=True) for _ in range(2)]
-            r.end()
+            r.end("the signature")
             if any(n <= 0 for n in numbers):
                 return False
             der = encode_dss_signature(numbers[0], numbers[1])

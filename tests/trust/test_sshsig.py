@@ -140,6 +140,16 @@ def test_refusals(signed: tuple[bytes, object], signers: dict[str, Path]) -> Non
         sshsig.verify(blob, MESSAGE, [key], namespace="file")  # type: ignore[list-item]
 
 
+def test_every_cut_of_a_signature_is_refused_by_name(signed: tuple[bytes, object]) -> None:
+    # the one wire reader (core/keys.WireReader) raises ValueError; parse turns every one into
+    # a VerificationError that says what was cut short
+    blob, _ = signed
+    for n in range(len(blob)):
+        with pytest.raises(VerificationError) as refused:
+            sshsig.parse(blob[:n])
+        assert any(w in str(refused.value) for w in ("truncated", "magic")), (n, refused.value)
+
+
 def test_armor_round_trip_and_refusals(signed: tuple[bytes, object]) -> None:
     blob, _ = signed
     assert sshsig.unarmor(sshsig.armor(blob)) == blob

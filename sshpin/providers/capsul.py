@@ -92,11 +92,11 @@ class CapsulProvider(Provider):
         provider was seen to page it, a ``?host=`` lookup (docs/provider-api.md)."""
         host, want = query.host, query.want
         header, derived = self._indexed(host, query.token)
+        entry = self._cached_entry(host)
+        if derived is not None and entry is not None and entry.fetched_at > derived.fetched_at:
+            derived = None  # a later answer for this host (a lookup) prevails over the index
         if not fetch:
-            entry = self._cached_entry(host)
-            if entry is not None and (derived is None or entry.fetched_at >= derived.fetched_at):
-                return entry
-            return derived
+            return entry if derived is None else derived
         now = time.time()
         current = header is not None and fresh(header.fetched_at, header.expires, self.cfg.ttl, now)
         if current and derived is not None and derived.has(want):

@@ -259,3 +259,26 @@ def test_an_unknown_key_of_a_listed_host_is_looked_up_once_per_30_s(
         assert wrong[1] not in done.stdout and "not one provider" in done.stderr, done.stderr
     assert provider.api.queries[-1] == f"host={host(6)}"
     assert provider.api.queries.count(f"host={host(6)}") == 1
+
+
+def test_a_key_a_later_lookup_replaced_is_not_served_again_from_the_listing(
+    pin: Pin, provider: ReferenceServer
+) -> None:
+    # The listing (cache refresh --all) says K1; the capsul is rebuilt, and a ?host= lookup
+    # says K2. The lookup is the newer statement: K1 offered again (an attacker holding the
+    # old key) is a mismatch, not a hit of the older index, and the entry keeps K2.
+    old, new = generated_key(900_001)[0], generated_key(900_002)[0]
+    provider.api.add("capsul-rebuilt", [old])
+    fleet(pin, provider, 250, page=100)
+    assert pin.run("cache", "refresh", "--all").returncode == 0
+    provider.api.set_keys("capsul-rebuilt", [new])
+    done = pin.hook("HOSTNAME", "capsul-rebuilt", *new.split())
+    assert done.stdout.split()[1:] == new.split(), done.stderr
+    entry = pin.cache / "capsul" / "hosts" / "capsul-rebuilt"
+    after_lookup = entry.read_bytes()
+    for _ in range(2):
+        done = pin.hook("HOSTNAME", "capsul-rebuilt", *old.split())
+        assert old.split()[1] not in done.stdout, done.stdout
+        assert done.stdout.split()[1:] == new.split(), done.stderr
+        assert entry.read_bytes() == after_lookup
+    assert pin.run("cache", "show", "capsul-rebuilt").stdout.count(old.split()[1]) == 0

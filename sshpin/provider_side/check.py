@@ -252,6 +252,14 @@ def _paging(
                 f"page {pages}: HTTP {r.status}, account {data.get('account')!r}",
                 "every page is a document of the account",
             )
+        if data.get("page_token") != token:
+            return Check(
+                "paging",
+                False,
+                f"page {pages}: page_token {data.get('page_token')!r}, asked for {token!r}",
+                "every page after the first names the token it answers (page_token), so a "
+                "signed page cannot pass for another",
+            )
         token = data.get("next_page_token")
         if token in seen:
             return Check(

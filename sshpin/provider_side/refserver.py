@@ -60,7 +60,8 @@ class CapsulAPI:
         self.honour_host = True  # False: an old server, ?host= ignored
         self.gzip = False  # gzip answers to clients that accept it
         self.faults: dict[str, Any] = {}  # page_fail, token_cycle, page_account, page_bad_sig,
-        # page_old (a page number), bomb, lookup_other (a generated capsul's index)
+        # page_old (a page number), bomb, lookup_other (a generated capsul's index),
+        # first_is_last (the last page answers the first request), no_page_token
         self.queries: list[str] = []  # the query string of every GET of /capsuls
         self.bytes_sent = 0  # body bytes of every answer of /capsuls, as sent
 
@@ -152,6 +153,9 @@ class CapsulAPI:
                 total = len(self.capsuls) + self.generated
                 start, size = 0, total
                 if self.page_size is not None and not (host is not None and self.honour_host):
+                    if token is None and self.faults.get("first_is_last"):
+                        last = max(0, (total - 1) // self.page_size * self.page_size)
+                        token = f"p{last}" if last else None  # the last page, for the first
                     if token is not None:
                         if not token.startswith("p") or not token[1:].isdigit():
                             raise LookupError(token)
@@ -183,7 +187,9 @@ class CapsulAPI:
                 begins = datetime.fromisoformat(generated).timestamp()
                 expires = self.expires or _iso(begins + 7 * 86400)
             api = self.api_url if self.bound else None
-            doc = v1_document(account, api, generated, expires, selected, self.revoked, next_token)
+            echo = None if self.faults.get("no_page_token") else token
+            doc = v1_document(account, api, generated, expires, selected, self.revoked, next_token,
+                              echo)  # fmt: skip
             indent = 1 if len(selected) < 1000 else None  # a big page: compact, as a real one
             return json.dumps(doc, indent=indent).encode(), str(page_number or "")
 

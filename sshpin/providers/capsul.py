@@ -391,12 +391,19 @@ class CapsulProvider(Provider):
         return http.session(str(self.cfg.get("ca_bundle") or ""))
 
     def _page(
-        self, s: Any, url: str, previous: Document | None, now: float, listing: bool = True
+        self,
+        s: Any,
+        url: str,
+        previous: Document | None,
+        now: float,
+        listing: bool = True,
+        page_token: str = "",
     ) -> Document:
         """One answer of the API (a listing's page, or a lookup), fetched and verified:
-        signature, account, API binding, time, and (``listing``: every page of a listing) the
-        account's rollback floor. The floor is raised only once the answer is kept
-        (``record_newest``)."""
+        signature, account, API binding, the page it says it is (``page_token``: the token
+        asked with; "" for the first page or a lookup), time, and (``listing``: every page of
+        a listing) the account's rollback floor. The floor is raised only once the answer is
+        kept (``record_newest``)."""
         from sshpin.trust import http
         from sshpin.trust.credentials import get_token, token_hint
         from sshpin.trust.document import MAX_BODY, parse_capsul_api
@@ -449,6 +456,15 @@ class CapsulProvider(Provider):
             raise VerificationError(
                 f"{what}: refused as mix-and-match: document is for API {doc.api[:80]!r}, "
                 f"not the configured api_url {self.api_url!r}"
+            )
+        if doc.page_token != page_token and (doc.page_token or signing_keys):
+            # a signed page names the token it answers, so a later page (the last one, say)
+            # cannot pass for the first, nor one page for another: a listing cut short
+            # would drop capsuls and account-wide revocations
+            said = f"page_token {doc.page_token[:40]!a}" if doc.page_token else "no page_token"
+            asked = f"page_token {page_token[:40]!a}" if page_token else "the first page"
+            raise VerificationError(
+                f"{what}: refused as mix-and-match: an answer with {said} to a request for {asked}"
             )
         if signing_keys:
             self._check_binding(doc)
@@ -521,7 +537,7 @@ class CapsulProvider(Provider):
                         )
                     seen.add(token)
                     url = f"{self.url}?page_token={quote(token, safe='')}"
-                    page = self._page(s, url, None, now)  # none below the account's floor
+                    page = self._page(s, url, None, now, page_token=token)  # floor: the account's
                     pages += 1
                     self._same_listing(first, page, pages)
                     first.generated_at = min(first.generated_at, page.generated_at)

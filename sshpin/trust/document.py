@@ -99,6 +99,7 @@ class Document:
         "fetched_at",
         "generated_at",
         "next_page",
+        "page_token",
         "pages",
         "provider",
         "revoked",
@@ -127,6 +128,7 @@ class Document:
     ) -> None:
         self.signer = ""  # the fingerprint of the key that signed the answer (not cached)
         self.next_page = ""  # the answer's next_page_token: more pages follow (not cached)
+        self.page_token = ""  # the page_token this page says it answers ("": the first page)
         self.pages = pages  # > 1: a paged listing, its capsuls only in the cache's index
         self.count = len(capsuls) if count is None else count
         self.api = api  # the API the document says it answers for ("" in the old format)
@@ -290,13 +292,20 @@ def parse_capsul_api(body: bytes, provider: str, source: str) -> Document:
         capsuls.append(capsul)
     doc = Document(provider, source, capsuls, account=account, generated_at=generated_at,
                    revoked=revoked, api=api.rstrip("/"), expires=expires)  # fmt: skip
-    token = data.get("next_page_token")
-    if token is not None:
-        clean = isinstance(token, str) and token.isascii() and token.isprintable()
-        if not clean or not 0 < len(token) <= MAX_TOKEN or " " in token:
-            raise VerificationError("document: 'next_page_token' is not a short clean string")
-        doc.next_page = token
+    doc.next_page = _token(data, "next_page_token")
+    doc.page_token = _token(data, "page_token")
     return doc
+
+
+def _token(data: dict[str, Any], field: str) -> str:
+    """A page token field: absent (""), or printable ASCII without a space, 1 to MAX_TOKEN."""
+    token = data.get(field)
+    if token is None:
+        return ""
+    clean = isinstance(token, str) and token.isascii() and token.isprintable()
+    if not clean or not 0 < len(token) <= MAX_TOKEN or " " in token:
+        raise VerificationError(f"document: {field!r} is not a short clean string")
+    return str(token)
 
 
 def _revoked(raw: object) -> list[HostKey]:

@@ -49,6 +49,14 @@ def test_the_reference_server_passes(pin: Pin, provider: ReferenceServer, signed
     assert "valid" in str(checks["schema"]["detail"])
 
 
+def test_a_paged_reference_server_passes_paging(
+    pin: Pin, provider: ReferenceServer, signed: str
+) -> None:
+    _pages(provider)
+    _, checks = check(pin, provider.api_url, "--signing-key-file", signed)
+    assert checks["paging"]["ok"] is True and "pages to the end" in str(checks["paging"]["detail"])
+
+
 def test_the_token_never_appears_in_argv_or_output(pin: Pin, provider: ReferenceServer) -> None:
     done = subprocess.run([SSHPIN, "provider", "check", provider.api_url, "--ca-bundle",
                            pin.ca_path], input=TOKEN + "\n", env=pin.env, capture_output=True,
@@ -81,6 +89,13 @@ def _paging_loop(api: ReferenceServer) -> None:
     api.api.body_override = json.dumps(body).encode()
 
 
+def _pages(api: ReferenceServer, echo: bool = True) -> None:
+    api.api.generate(5)
+    api.api.page_size = 2
+    if not echo:
+        api.api.faults["no_page_token"] = True
+
+
 def _redirect(api: ReferenceServer) -> None:
     api.api.status_override = 302
     api.api.extra_headers = {"Location": "https://x.invalid/"}
@@ -100,6 +115,7 @@ BROKEN: dict[str, tuple[Callable[[ReferenceServer], None], str]] = {
     "bad signature": (_bad_signature, "signature"),
     "stale generated_at": (_stale, "generated_at"),
     "paging loop": (_paging_loop, "paging"),
+    "pages without page_token": (lambda p: _pages(p, echo=False), "paging"),
     "redirect": (_redirect, "fetch"),
     "oversize": (_oversize, "fetch"),
     "wrong Content-Type": (_html, "content-type"),

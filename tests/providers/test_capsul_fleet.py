@@ -142,6 +142,10 @@ def listed(pin: Pin, provider: ReferenceServer, ops: tuple[str, object]) -> Pin:
         ("page_bad_sig", 4, "signature refused"),
         ("page_old", 3, "rollback"),
         ("bomb", True, "exceeds the limit"),
+        # a signed page names the token it answers: the last page replayed for the first (a
+        # listing cut short, its other pages' capsuls and revocations gone) is refused
+        ("first_is_last", True, "mix-and-match: an answer with page_token 'p400'"),
+        ("no_page_token", True, "no page_token to a request for page_token 'p100'"),
     ],
 )
 def test_a_bad_page_leaves_the_cache_byte_identical(
@@ -282,3 +286,30 @@ def test_a_key_a_later_lookup_replaced_is_not_served_again_from_the_listing(
         assert done.stdout.split()[1:] == new.split(), done.stderr
         assert entry.read_bytes() == after_lookup
     assert pin.run("cache", "show", "capsul-rebuilt").stdout.count(old.split()[1]) == 0
+
+
+def test_a_last_page_replayed_for_the_first_is_refused_by_the_hook(
+    pin: Pin, provider: ReferenceServer, ops: tuple[str, object]
+) -> None:
+    # a man in the middle with a rogue TLS certificate replays the signed last page of a
+    # listing for its first: taken whole, it would be a listing of one page without the
+    # capsuls (and account-wide revocations) of the others
+    pin.write_config(extra=f'signing_keys = ["{ops[0]}"]\n')
+    provider.api.signing_key = ops[1]
+    fleet(pin, provider, 250, page=100)
+    provider.api.faults["first_is_last"] = True
+    out, err = ask(pin, 220)  # a capsul on the last page: it would be served
+    assert out == "" and err.count("\n") == 1 and "mix-and-match" in err, err
+    assert not (pin.cache / "capsul" / "document.json").exists()
+
+
+def test_an_unsigned_listing_need_not_echo_its_page_tokens(
+    pin: Pin, provider: ReferenceServer
+) -> None:
+    # page_token binds a page to its place for the signature; without signing_keys TLS alone
+    # vouches for the pages, and a server of the first paging spec (no page_token) still works
+    fleet(pin, provider, 250, page=100)
+    provider.api.faults["no_page_token"] = True
+    assert pin.run("cache", "refresh", "--all").returncode == 0
+    provider.api.status_override = 503
+    served(pin, 220)

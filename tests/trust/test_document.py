@@ -95,3 +95,34 @@ def test_any_capsul_entry_never_yields_unvalidated_keys(entry: dict[str, object]
     for capsul in doc.capsuls:
         for key in capsul.keys:
             assert key.openssh().isprintable()
+
+
+CLEAN_TOKEN = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1,
+                      max_size=1024)  # fmt: skip
+ANY_TOKEN = st.one_of(
+    CLEAN_TOKEN,
+    st.text(max_size=1100),  # spaces, control and non-ASCII characters, "" and overlong ones
+    CLEAN_TOKEN.map(lambda t: t + "x" * 1024),
+    st.integers(),
+    st.lists(CLEAN_TOKEN, max_size=2),
+)
+
+
+@given(field=st.sampled_from(["page_token", "next_page_token"]), token=ANY_TOKEN)
+def test_a_page_token_field_is_kept_exactly_when_clean(field: str, token: object) -> None:
+    from hypothesis import event
+
+    body = json.loads(_doc(_capsul()))
+    body[field] = token
+    clean = (isinstance(token, str) and 0 < len(token) <= 1024 and token.isascii()
+             and token.isprintable() and " " not in token)  # fmt: skip
+    event("accepted" if clean else "refused")
+    try:
+        doc = parse_capsul_api(json.dumps(body).encode(), "p", "https://x")
+    except VerificationError as e:
+        assert not clean and field in str(e)
+        return
+    assert clean
+    assert (doc.page_token if field == "page_token" else doc.next_page) == token
+    other = doc.next_page if field == "page_token" else doc.page_token
+    assert other == ""

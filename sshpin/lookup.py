@@ -120,14 +120,14 @@ def _from_provider(query: "Query", fetch: bool) -> "Answer":
         return Answer(f"{why}: not managed, and it is not pinned")
     if provider is None:
         return Answer("no provider's hosts match it, and it is not pinned")
-    signed_only = bool(provider.get("signing_keys"))
-    trust = provider.get("trust")  # None for types that cache nothing
-    now = time.time()
-    state, entry = ask(root, provider.name, query.host, provider.ttl, query.want, now,
-                       signed_only, trust)  # fmt: skip
-    if state == HIT and entry is not None:
-        log(query.token, f"cached ({entry.capsul}, {entry.rule})")
-        return Answer(_why(entry), None, provider.name, entry)
+    trust = provider.get("trust")  # None for types that cache nothing: no entry is theirs
+    if trust is not None:  # (one left by another type of the same name is not evidence)
+        signed_only = bool(provider.get("signing_keys"))
+        state, entry = ask(root, provider.name, query.host, provider.ttl, query.want,
+                           time.time(), signed_only, trust)  # fmt: skip
+        if state == HIT and entry is not None:
+            log(query.token, f"cached ({entry.capsul}, {entry.rule})")
+            return Answer(_why(entry), None, provider.name, entry)
     if fetch:
         full_environment()
     from sshpin.providers import for_config

@@ -216,3 +216,49 @@ def test_an_address_two_capsuls_claim_is_refused(
         done = pin.hook(*args)
         assert done.returncode == 0 and done.stdout == "", done.stdout
         assert "more than one capsul" in done.stderr and done.stderr.count("\n") == 1
+
+
+# -- a config edit that changes which machine a name is, or what vouches for it ---------------
+
+
+def test_an_alias_pointed_at_another_capsul_is_not_answered_from_the_old_one(
+    pin: Pin, provider: ReferenceServer, keys: Keys
+) -> None:
+    provider.api.add("capsul-a", [keys.pub(keys.host)])
+    provider.api.add("capsul-b", [keys.pub(keys.rebuilt)])
+    web = '["capsul-*", "web.example.org"]'
+    pin.write_config(hosts=web, extra='aliases = { "web.example.org" = "capsul-a" }\n')
+    old = key(keys, keys.host)
+    assert printed_keys(pin.hook("HOSTNAME", "web.example.org", *old).stdout) == [old]
+    pin.write_config(hosts=web, extra='aliases = { "web.example.org" = "capsul-b" }\n')
+    done = pin.hook("HOSTNAME", "web.example.org", *old)  # capsul-a's key, offered again
+    assert printed_keys(done.stdout) == [key(keys, keys.rebuilt)], done.stderr
+    assert provider.api.count() == 2  # the edit made the cached answer a miss: fetched again
+
+
+def test_resolve_dns_turned_off_is_not_answered_from_a_dns_resolution(
+    pin: Pin, provider: ReferenceServer, keys: Keys
+) -> None:
+    provider.api.add("capsul-a", [keys.pub(keys.host)], ipv4="127.0.0.1")
+    pin.write_config(hosts='["capsul-*", "localhost"]')
+    done = pin.hook("HOSTNAME", "localhost", *key(keys, keys.host))
+    assert printed_keys(done.stdout) == [key(keys, keys.host)], done.stderr
+    assert "dns" in pin.run("cache", "show", "localhost").stdout.lower()
+    pin.write_config(hosts='["capsul-*", "localhost"]', extra="resolve_dns = false\n")
+    done = pin.hook("HOSTNAME", "localhost", *key(keys, keys.host))
+    assert done.stdout == "" and "not a capsul" in done.stderr, done.stderr
+
+
+def test_a_provider_redefined_as_a_cert_authority_serves_no_key_cached_before(
+    pin: Pin, provider: ReferenceServer, keys: Keys, tmp_path: Path
+) -> None:
+    provider.api.add("capsul-a", [keys.pub(keys.host)])
+    plain = key(keys, keys.host)
+    assert printed_keys(pin.hook("HOSTNAME", "capsul-a", *plain).stdout) == [plain]
+    ca = " ".join(keygen(str(tmp_path / "ca"), comment="ca").split()[:2])
+    pin.config.write_text(
+        '[[provider]]\nname = "capsul"\ntype = "cert-authority"\nhosts = ["capsul-*"]\n'
+        f'ca_keys = ["{ca}"]\nports = {pin.ports}\n'
+    )
+    done = pin.hook("HOSTNAME", "capsul-a", *plain)
+    assert done.stdout == f"@cert-authority capsul-a {ca}\n", done.stdout + done.stderr

@@ -81,8 +81,11 @@ class CapsulProvider(Provider):
             raise ValueError("account: expected the account name the provider's documents state")
         out["account"] = account
         out["allow_unbound"] = flag(table, "allow_unbound")
+        # aliases and resolve_dns decide which capsul a name is: an answer cached under
+        # other ones may be another machine's keys
         out["trust"] = trust_context("capsul", out["signing_keys"], out["api_url"],
-                                     out["ca_bundle"], account, out["allow_unbound"])  # fmt: skip
+                                     out["ca_bundle"], account, out["allow_unbound"], clean,
+                                     resolve_dns)  # fmt: skip
 
     # -- the answer ----------------------------------------------------------------------
 

@@ -200,7 +200,7 @@ def ask(
     want: bytes | None,
     now: float,
     signed_only: bool,
-    trust: str | None = None,
+    trust: str,
 ) -> "tuple[str, HostEntry | None]":
     """The cache's one answer for a host, with the entry it read (if any). Here, not in
     store/cachedir.py, so that a cached hit loads nothing else:
@@ -210,15 +210,16 @@ def ask(
     - STALE: past ``ttl`` or its signed ``expires``, or older than the provider's cached
       document: usable only if a fetch fails, within the one freshness rule (``servable``);
     - MISS: nothing cached for the host, or an entry verified under another trust context
-      (``trust``: signing keys, URL, CA bundle or account changed since) or unsigned while
-      signatures are required now.
+      (``trust``: signing keys, URL, CA bundle, account, or the aliases and DNS rule that
+      decide which capsul a name is, changed since) or unsigned while signatures are
+      required now.
     """
     entry = read_entry(entry_path(root, provider, host))
     if entry is None:
         return MISS, None
     if signed_only and not entry.signed:
         return MISS, None  # signatures are required now: unsigned keys are not good enough
-    if trust is not None and entry.trust != trust:
+    if entry.trust != trust:
         return MISS, None  # verified under another configuration: not evidence any more
     if not fresh(entry.fetched_at, entry.expires, ttl, now):
         return STALE, entry

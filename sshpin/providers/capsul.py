@@ -640,25 +640,40 @@ class CapsulProvider(Provider):
         return str(self.cfg.get("api_url")).rstrip("/")
 
     def expected_account(self) -> tuple[str, str] | None:
-        """(account, how the user chose it): the config's ``account``, else the one
-        ``sshpin login`` saw. None while neither says."""
+        """(account, how it was chosen): the config's ``account``, else the one ``sshpin
+        login`` saw, else the one of the provider's first document. None before any."""
         pinned = str(self.cfg.get("account") or "")
         if pinned:
             return pinned, "the config pins account"
+        if self.logging_in:
+            return None
         from sshpin.trust.credentials import recorded_account
 
-        seen = None if self.logging_in else recorded_account(self.name)
-        return (seen, "you logged in as") if seen else None
+        seen = recorded_account(self.name)
+        if seen:
+            return seen, "you logged in as"
+        first = self.store.first_account()
+        return (first, "its first document was for") if first else None
 
     def _check_account(self, doc: Document) -> None:
         expected = self.expected_account()
-        if expected is not None and doc.account != expected[0]:
+        if expected is None:
+            # a token from the environment or token_command, no login, no ``account``: the
+            # first document's account is kept, so that another account's document (signed
+            # by the same provider, replayed through a rogue TLS certificate) is refused
+            if not self.logging_in and doc.account:
+                try:
+                    self.store.record_first_account(doc.account)
+                except OSError:
+                    pass  # best effort: checked from the next fetch on
+            return
+        if doc.account != expected[0]:
             raise VerificationError(
                 f"provider {self.name!r}: refused as mix-and-match: document is for account "
                 f"{doc.account[:80]!r}, {expected[1]} {expected[0]!r}",
-                f"'sshpin login {self.name}' again if you changed accounts"
-                if expected[1].startswith("you")
-                else "correct 'account' in the config if you changed accounts",
+                "correct 'account' in the config if you changed accounts"
+                if expected[1].startswith("the config")
+                else f"'sshpin login {self.name}' if you changed accounts",
             )
 
     def _check_binding(self, doc: Document) -> None:

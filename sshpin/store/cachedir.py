@@ -175,6 +175,22 @@ class ProviderCache:
         atomic_write(self.chain_path, data)
 
     @property
+    def account_path(self) -> str:
+        """The account of the provider's first document, when neither the config nor ``sshpin
+        login`` names one: every later document must be for it. Not cache: ``cache clear``
+        keeps it (forgetting it would let another account's signed documents in)."""
+        return os.path.join(self.dir, "account")
+
+    def first_account(self) -> str | None:
+        raw = read_small(self.account_path, limit=1024)
+        text = raw.decode("utf-8", "replace").strip() if raw else ""
+        return text if text and text.isprintable() else None
+
+    def record_first_account(self, account: str) -> None:
+        self._ensure()
+        atomic_write(self.account_path, (account + "\n").encode())
+
+    @property
     def newest_path(self) -> str:
         return os.path.join(self.dir, "newest.json")
 

@@ -261,6 +261,26 @@ def test_ssh_refuses_the_host(
 # -- the account sshpin login saw ------------------------------------------------------------
 
 
+def test_without_login_or_account_the_first_documents_account_is_kept(
+    pin: Pin, provider: ReferenceServer, keys: Keys, ops: Signer
+) -> None:
+    # a token from SSHPIN_TOKEN_* (no login) and no ``account``: another account's signed
+    # document, replayed through a rogue TLS certificate, must not pass either
+    configure(pin, ops)
+    provider.api.add(HOST, [keys.pub(keys.host)], ipv4="127.0.0.1")
+    provider.api.signing_key = ops.private
+    assert served(pin, keys) == ""
+    assert (pin.cache / "capsul" / "account").read_text() == "alice@example.org\n"
+    pin.run("cache", "clear", "--all")  # not cache: kept, as the rollback floors are
+    provider.api.account = "mallory@example.org"
+    attacker_serves_forged(provider, keys)
+    refused(pin, keys, "document is for account 'mallory@example.org', its first document was")
+    assert "sshpin login capsul" in pin.hook("ORDER", HOST).stderr
+    configure(pin, ops, 'account = "mallory@example.org"\n')  # the user says so: it wins
+    done = pin.hook("ORDER", HOST)
+    assert key_args(keys, keys.forged)[1] in done.stdout, done.stderr
+
+
 @pytest.mark.slow
 def test_login_records_the_account_and_later_documents_must_be_for_it(
     pin: Pin, provider: ReferenceServer, keys: Keys

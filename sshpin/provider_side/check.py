@@ -220,6 +220,15 @@ def _host_lookup(client: Client, url: str, auth: dict[str, str], doc: Any) -> Ch
         return Check(
             "?host=", True, "ignored (allowed: the client filters; large accounts should serve it)"
         )
+    if data.get("host") != wanted or data.get("page_token") is not None:
+        return Check(
+            "?host=",
+            False,
+            f"?host={wanted}: the answer says host {data.get('host')!r}, page_token "
+            f"{data.get('page_token')!r}",
+            'name the host asked for in the answer ("host"), and no page_token: the client '
+            "refuses an answer that could pass for another",
+        )
     return Check(
         "?host=",
         ids == [wanted],
@@ -231,6 +240,14 @@ def _host_lookup(client: Client, url: str, auth: dict[str, str], doc: Any) -> Ch
 def _paging(
     client: Client, url: str, auth: dict[str, str], first: dict[str, Any], account: str
 ) -> Check:
+    if first.get("page_token") is not None or first.get("host") is not None:
+        return Check(
+            "paging",
+            False,
+            f"the first page says page_token {first.get('page_token')!r}, host "
+            f"{first.get('host')!r}",
+            "the first page of the listing carries neither: the client refuses it",
+        )
     token = first.get("next_page_token")
     if not token:
         return Check("paging", True, "one page")

@@ -126,6 +126,7 @@ def v1_document(
     revoked: list[dict[str, str]] | None = None,
     next_page_token: str | None = None,
     page_token: str | None = None,
+    host: str | None = None,
 ) -> dict[str, Any]:
     """The v1 document (docs/provider-api.md), field by field. The one place that writes it:
     ``sshpin publish`` and the reference server (so the demo serves what an operator would
@@ -139,6 +140,8 @@ def v1_document(
     doc["capsuls"] = capsuls
     if revoked:
         doc["revoked_keys"] = revoked
+    if host is not None:
+        doc["host"] = host  # the ?host= this answer is for (a lookup)
     if page_token is not None:
         doc["page_token"] = page_token  # the token this page answers (a page after the first)
     if next_page_token is not None:

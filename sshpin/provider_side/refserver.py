@@ -61,7 +61,8 @@ class CapsulAPI:
         self.gzip = False  # gzip answers to clients that accept it
         self.faults: dict[str, Any] = {}  # page_fail, token_cycle, page_account, page_bad_sig,
         # page_old (a page number), bomb, lookup_other (a generated capsul's index),
-        # first_is_last (the last page answers the first request), no_page_token
+        # first_is_last (the last page answers the first request), no_page_token,
+        # first_is_lookup (a host: its lookup answers the first request), lookup_no_host
         self.queries: list[str] = []  # the query string of every GET of /capsuls
         self.bytes_sent = 0  # body bytes of every answer of /capsuls, as sent
 
@@ -146,6 +147,8 @@ class CapsulAPI:
         """The body for ``?host=`` / ``?page_token=`` (None: absent), and the page's number
         (for the faults), or raise LookupError for a token that names no page."""
         with self.lock:
+            if host is None and token is None and self.faults.get("first_is_lookup"):
+                host = str(self.faults["first_is_lookup"])  # a lookup's answer, replayed
             selected = self._selected(host)
             next_token = None
             page_number = None
@@ -188,8 +191,11 @@ class CapsulAPI:
                 expires = self.expires or _iso(begins + 7 * 86400)
             api = self.api_url if self.bound else None
             echo = None if self.faults.get("no_page_token") else token
+            answers = host if host is not None and self.honour_host else None  # a lookup
+            if self.faults.get("lookup_no_host"):
+                answers = None
             doc = v1_document(account, api, generated, expires, selected, self.revoked, next_token,
-                              echo)  # fmt: skip
+                              echo, answers)  # fmt: skip
             indent = 1 if len(selected) < 1000 else None  # a big page: compact, as a real one
             return json.dumps(doc, indent=indent).encode(), str(page_number or "")
 

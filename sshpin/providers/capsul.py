@@ -334,7 +334,7 @@ class CapsulProvider(Provider):
         self.token = token
         self.logging_in = True
         doc = self.fetch_document(None, time.time())
-        before = record_account(self.name, doc.account)
+        before = record_account(self.name, doc.account) or self.store.first_account(self.api_url)
         if before is not None and before != doc.account:
             dropped = self.store.drop_document()
             for host in self.store.hosts():
@@ -401,12 +401,14 @@ class CapsulProvider(Provider):
         now: float,
         listing: bool = True,
         page_token: str = "",
+        host: str = "",
     ) -> Document:
         """One answer of the API (a listing's page, or a lookup), fetched and verified:
-        signature, account, API binding, the page it says it is (``page_token``: the token
-        asked with; "" for the first page or a lookup), time, and (``listing``: every page of
-        a listing) the account's rollback floor. The floor is raised only once the answer is
-        kept (``record_newest``)."""
+        signature, account, API binding, what it says it answers (``page_token``: the token
+        asked with, "" for the first page or a lookup; ``host``: the ``?host=`` asked, "" for
+        a listing's page), time, and (``listing``: every page of a listing) the account's
+        rollback floor. The floor is raised only once the answer is kept
+        (``record_newest``)."""
         from sshpin.trust import http
         from sshpin.trust.credentials import get_token, token_hint
         from sshpin.trust.document import MAX_BODY, parse_capsul_api
@@ -467,7 +469,17 @@ class CapsulProvider(Provider):
             said = f"page_token {doc.page_token[:40]!a}" if doc.page_token else "no page_token"
             asked = f"page_token {page_token[:40]!a}" if page_token else "the first page"
             raise VerificationError(
-                f"{what}: refused as mix-and-match: an answer with {said} to a request for {asked}"
+                f"{what}: refused as mix-and-match: an answer with {said} to a request for {asked}",
+                "a provider that pages names in each later page the token it answers "
+                "(docs/provider-api.md, 'Large accounts')",
+            )
+        if doc.host and doc.host != host:
+            # a ?host= answer names its host, so that it cannot pass for the listing (a
+            # listing of one capsul) nor for another host's answer
+            asked = f"?host={host[:80]}" if host else "the listing"
+            raise VerificationError(
+                f"{what}: refused as mix-and-match: an answer for host {doc.host[:80]!a} "
+                f"to a request for {asked}"
             )
         if signing_keys:
             self._check_binding(doc)
@@ -484,7 +496,13 @@ class CapsulProvider(Provider):
 
     def record_newest(self, doc: Document, key: str) -> None:
         """Raise the rollback floor once a verified answer is kept (never for a listing
-        refused part way: the cache stays as it was)."""
+        refused part way: the cache stays as it was); and, before any account is known, keep
+        this one's (``expected_account``)."""
+        if not self.logging_in and doc.account and self.expected_account() is None:
+            try:
+                self.store.record_first_account(self.api_url, doc.account)
+            except OSError:
+                pass  # best effort (a read-only cache): checked from a later fetch on
         if not doc.signer:
             return
         try:
@@ -606,7 +624,8 @@ class CapsulProvider(Provider):
         if term is None:
             raise NoKeysError(f"not a capsul of provider {self.name!r} (no address to ask for)")
         with self._session() as s:
-            doc = self._page(s, f"{self.url}?host={quote(term, safe='')}", None, now, False)
+            doc = self._page(s, f"{self.url}?host={quote(term, safe='')}", None, now, False,
+                             host=term)  # fmt: skip
         mine = [c for c in doc.capsuls if c.matches(term)]
         if not mine and doc.next_page:
             raise ProviderError(
@@ -632,7 +651,7 @@ class CapsulProvider(Provider):
                     f"{what}: answer for {entry.capsul} generated at {_iso(doc.generated_at)} "
                     f"is older than one already accepted ({_iso(floor)}): refused as a rollback"
                 )
-            self.record_newest(doc, f"capsul {entry.capsul}")
+        self.record_newest(doc, f"capsul {entry.capsul}")  # (and the account, if none is known)
         return entry
 
     @property
@@ -652,29 +671,28 @@ class CapsulProvider(Provider):
         seen = recorded_account(self.name)
         if seen:
             return seen, "you logged in as"
-        first = self.store.first_account()
+        # a token from the environment or token_command, no login, no ``account``: the first
+        # kept document's account (for this api_url), so that another account's document
+        # (signed by the same provider, replayed through a rogue TLS certificate) is refused
+        first = self.store.first_account(self.api_url)
         return (first, "its first document was for") if first else None
 
     def _check_account(self, doc: Document) -> None:
         expected = self.expected_account()
-        if expected is None:
-            # a token from the environment or token_command, no login, no ``account``: the
-            # first document's account is kept, so that another account's document (signed
-            # by the same provider, replayed through a rogue TLS certificate) is refused
-            if not self.logging_in and doc.account:
-                try:
-                    self.store.record_first_account(doc.account)
-                except OSError:
-                    pass  # best effort: checked from the next fetch on
+        if expected is None or doc.account == expected[0]:
             return
-        if doc.account != expected[0]:
-            raise VerificationError(
-                f"provider {self.name!r}: refused as mix-and-match: document is for account "
-                f"{doc.account[:80]!r}, {expected[1]} {expected[0]!r}",
-                "correct 'account' in the config if you changed accounts"
-                if expected[1].startswith("the config")
-                else f"'sshpin login {self.name}' if you changed accounts",
-            )
+        if expected[1].startswith("the config"):
+            hint = "correct 'account' in the config if you changed accounts"
+        elif expected[1].startswith("you"):
+            hint = f"'sshpin login {self.name}' again if you changed accounts"
+        else:
+            hint = (f"if you changed accounts, set account = \"...\" in provider "
+                    f"{self.name!r}'s config, or remove {self.store.account_path}")  # fmt: skip
+        raise VerificationError(
+            f"provider {self.name!r}: refused as mix-and-match: document is for account "
+            f"{doc.account[:80]!r}, {expected[1]} {expected[0]!r}",
+            hint,
+        )
 
     def _check_binding(self, doc: Document) -> None:
         """A signed document must say which API it answers for and until when it holds."""

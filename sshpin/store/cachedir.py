@@ -181,14 +181,17 @@ class ProviderCache:
         keeps it (forgetting it would let another account's signed documents in)."""
         return os.path.join(self.dir, "account")
 
-    def first_account(self) -> str | None:
-        raw = read_small(self.account_path, limit=1024)
-        text = raw.decode("utf-8", "replace").strip() if raw else ""
-        return text if text and text.isprintable() else None
+    def first_account(self, api: str) -> str | None:
+        """The account recorded for ``api`` (another API's record does not count)."""
+        raw = read_small(self.account_path, limit=2048)
+        lines = raw.decode("utf-8", "replace").split("\n") if raw else []
+        if len(lines) != 3 or lines[0] != api or lines[2]:
+            return None
+        return lines[1] if lines[1] and lines[1].isprintable() else None
 
-    def record_first_account(self, account: str) -> None:
+    def record_first_account(self, api: str, account: str) -> None:
         self._ensure()
-        atomic_write(self.account_path, (account + "\n").encode())
+        atomic_write(self.account_path, f"{api}\n{account}\n".encode())
 
     @property
     def newest_path(self) -> str:

@@ -98,6 +98,7 @@ class Document:
         "expires",
         "fetched_at",
         "generated_at",
+        "host",
         "next_page",
         "page_token",
         "pages",
@@ -129,6 +130,7 @@ class Document:
         self.signer = ""  # the fingerprint of the key that signed the answer (not cached)
         self.next_page = ""  # the answer's next_page_token: more pages follow (not cached)
         self.page_token = ""  # the page_token this page says it answers ("": the first page)
+        self.host = ""  # the ?host= this answer says it answers ("": a listing's page)
         self.pages = pages  # > 1: a paged listing, its capsuls only in the cache's index
         self.count = len(capsuls) if count is None else count
         self.api = api  # the API the document says it answers for ("" in the old format)
@@ -294,11 +296,13 @@ def parse_capsul_api(body: bytes, provider: str, source: str) -> Document:
                    revoked=revoked, api=api.rstrip("/"), expires=expires)  # fmt: skip
     doc.next_page = _token(data, "next_page_token")
     doc.page_token = _token(data, "page_token")
+    doc.host = _token(data, "host")
     return doc
 
 
 def _token(data: dict[str, Any], field: str) -> str:
-    """A page token field: absent (""), or printable ASCII without a space, 1 to MAX_TOKEN."""
+    """A page token (or the host a lookup answers): absent (""), or printable ASCII without a
+    space, 1 to MAX_TOKEN characters."""
     token = data.get(field)
     if token is None:
         return ""

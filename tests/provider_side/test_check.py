@@ -116,6 +116,11 @@ BROKEN: dict[str, tuple[Callable[[ReferenceServer], None], str]] = {
     "stale generated_at": (_stale, "generated_at"),
     "paging loop": (_paging_loop, "paging"),
     "pages without page_token": (lambda p: _pages(p, echo=False), "paging"),
+    "?host= answer without host": (lambda p: p.api.faults.update(lookup_no_host=True), "?host="),
+    "first page with a host": (
+        lambda p: p.api.faults.update(first_is_lookup="capsul-test1"),
+        "paging",
+    ),
     "redirect": (_redirect, "fetch"),
     "oversize": (_oversize, "fetch"),
     "wrong Content-Type": (_html, "content-type"),

@@ -270,15 +270,59 @@ def test_without_login_or_account_the_first_documents_account_is_kept(
     provider.api.add(HOST, [keys.pub(keys.host)], ipv4="127.0.0.1")
     provider.api.signing_key = ops.private
     assert served(pin, keys) == ""
-    assert (pin.cache / "capsul" / "account").read_text() == "alice@example.org\n"
+    record = pin.cache / "capsul" / "account"
+    assert record.read_text() == f"{pin.api_url}\nalice@example.org\n"
     pin.run("cache", "clear", "--all")  # not cache: kept, as the rollback floors are
     provider.api.account = "mallory@example.org"
     attacker_serves_forged(provider, keys)
     refused(pin, keys, "document is for account 'mallory@example.org', its first document was")
-    assert "sshpin login capsul" in pin.hook("ORDER", HOST).stderr
+    assert f"or remove {record}" in pin.hook("ORDER", HOST).stderr
     configure(pin, ops, 'account = "mallory@example.org"\n')  # the user says so: it wins
     done = pin.hook("ORDER", HOST)
     assert key_args(keys, keys.forged)[1] in done.stdout, done.stderr
+
+
+def test_a_refused_first_document_records_no_account(
+    pin: Pin, provider: ReferenceServer, keys: Keys, ops: Signer
+) -> None:
+    # the first document is another API's (validly signed for mallory): refused, and it must
+    # not become the account every later document is held to
+    configure(pin, ops)
+    provider.api.add(HOST, [keys.pub(keys.host)], ipv4="127.0.0.1")
+    provider.api.signing_key = ops.private
+    own = provider.api.api_url
+    provider.api.account = "mallory@example.org"
+    provider.api.api_url = "https://other-region.capsul.example/api"
+    refused(pin, keys, "document is for API")
+    assert not (pin.cache / "capsul" / "account").exists()
+    provider.api.account, provider.api.api_url = "alice@example.org", own
+    assert served(pin, keys) == ""
+
+
+def test_logging_in_to_another_account_drops_what_the_first_one_cached(
+    pin: Pin, provider: ReferenceServer, keys: Keys
+) -> None:
+    import subprocess
+    import sys
+
+    provider.api.add(HOST, [keys.pub(keys.host)], ipv4="127.0.0.1")
+    assert served(pin, keys) == ""  # alice's keys cached; her account kept as the first
+    provider.api.account = "bob@example.org"
+    attacker_serves_forged(provider, keys)  # bob's capsul of that name has another key
+    login = (  # what ``sshpin login capsul`` does once the token is read (no keyring here)
+        "from sshpin.providers import for_config, load_config\n"
+        "from sshpin.core.config import cache_dir\n"
+        "cfg = load_config().provider('capsul')\n"
+        "print(for_config(cfg, cache_dir()).try_token(__import__('os').environ['T']))\n"
+    )
+    from tests.conftest import TOKEN
+
+    done = subprocess.run([sys.executable, "-c", login], env={**pin.env, "T": TOKEN},
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "account changed from 'alice@example.org' to 'bob@example.org'" in done.stderr
+    done = pin.hook("ORDER", HOST)
+    assert done.stdout.split()[1:] == key_args(keys, keys.forged), done.stderr  # fetched anew
 
 
 @pytest.mark.slow

@@ -146,6 +146,8 @@ def listed(pin: Pin, provider: ReferenceServer, ops: tuple[str, object]) -> Pin:
         # listing cut short, its other pages' capsuls and revocations gone) is refused
         ("first_is_last", True, "mix-and-match: an answer with page_token 'p400'"),
         ("no_page_token", True, "no page_token to a request for page_token 'p100'"),
+        # a ?host= answer names its host: replayed for the first page, a listing of one
+        ("first_is_lookup", "capsul-g000420", "answer for host 'capsul-g000420' to a request"),
     ],
 )
 def test_a_bad_page_leaves_the_cache_byte_identical(

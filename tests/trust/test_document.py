@@ -108,8 +108,8 @@ ANY_TOKEN = st.one_of(
 )
 
 
-@given(field=st.sampled_from(["page_token", "next_page_token"]), token=ANY_TOKEN)
-def test_a_page_token_field_is_kept_exactly_when_clean(field: str, token: object) -> None:
+@given(field=st.sampled_from(["page_token", "next_page_token", "host"]), token=ANY_TOKEN)
+def test_a_token_field_is_kept_exactly_when_clean(field: str, token: object) -> None:
     from hypothesis import event
 
     body = json.loads(_doc(_capsul()))
@@ -123,6 +123,6 @@ def test_a_page_token_field_is_kept_exactly_when_clean(field: str, token: object
         assert not clean and field in str(e)
         return
     assert clean
-    assert (doc.page_token if field == "page_token" else doc.next_page) == token
-    other = doc.next_page if field == "page_token" else doc.page_token
-    assert other == ""
+    fields = {"page_token": doc.page_token, "next_page_token": doc.next_page, "host": doc.host}
+    assert fields.pop(field) == token
+    assert set(fields.values()) == {""}

@@ -294,8 +294,8 @@ def main() -> int:
             extra=["MaxStartups 200", "MaxSessions 200"],
         ).start()
         api.add("capsul-bench", [host_pub], ipv4="127.0.0.1")
-        with open(config, "a") as f:  # the provider vouches for this sshd's port too
-            f.write(f"ports = [22, {sshd.port}]\n")
+        with open(config, "a") as conf:  # the provider vouches for this sshd's port too
+            conf.write(f"ports = [22, {sshd.port}]\n")
         hooked_cfg = work / "ssh_hooked"
         write_ssh_config(str(hooked_cfg), hook, "127.0.0.1 capsul-*")
         static_cfg = work / "ssh_static"

@@ -315,3 +315,18 @@ def test_an_unsigned_listing_need_not_echo_its_page_tokens(
     assert pin.run("cache", "refresh", "--all").returncode == 0
     provider.api.status_override = 503
     served(pin, 220)
+
+
+def test_a_first_listing_with_a_page_of_another_account_is_refused_whole(
+    pin: Pin, provider: ReferenceServer, ops: tuple[str, object]
+) -> None:
+    # no account configured, logged in or recorded yet: every page must still be for the
+    # account of the first page (later, the first account recorded also stops it)
+    pin.write_config(extra=f'signing_keys = ["{ops[0]}"]\n')
+    provider.api.signing_key = ops[1]
+    fleet(pin, provider, 300, page=100)
+    provider.api.faults["page_account"] = 2
+    done = pin.run("cache", "refresh", "--all")
+    assert done.returncode != 0 and "page 2 of the listing is for account" in done.stderr, done
+    assert not (pin.cache / "capsul" / "document.json").exists()
+    assert not (pin.cache / "capsul" / "account").exists()

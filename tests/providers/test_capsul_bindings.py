@@ -33,13 +33,20 @@ def configure(pin: Pin, signer: Signer, extra: str = "") -> None:
     pin.write_config(extra=f'signing_keys = ["{signer.pub}"]\n' + extra)
 
 
-@pytest.fixture
-def victim(pin: Pin, provider: ReferenceServer, keys: Keys, ops: Signer) -> Pin:
-    """Alice's view: her config pins her account; the provider signs with the ops key."""
-    configure(pin, ops, 'account = "alice@example.org"\n')
+def signed_capsul(
+    pin: Pin, provider: ReferenceServer, keys: Keys, ops: Signer, extra: str = ""
+) -> Pin:
+    """HOST listed by a provider that signs with the ops key, which ``pin``'s config trusts."""
+    configure(pin, ops, extra)
     provider.api.add(HOST, [keys.pub(keys.host)], ipv4="127.0.0.1")
     provider.api.signing_key = ops.private
     return pin
+
+
+@pytest.fixture
+def victim(pin: Pin, provider: ReferenceServer, keys: Keys, ops: Signer) -> Pin:
+    """Alice's view: her config pins her account; the provider signs with the ops key."""
+    return signed_capsul(pin, provider, keys, ops, 'account = "alice@example.org"\n')
 
 
 def attacker_serves_forged(provider: ReferenceServer, keys: Keys) -> None:
@@ -266,9 +273,7 @@ def test_without_login_or_account_the_first_documents_account_is_kept(
 ) -> None:
     # a token from SSHPIN_TOKEN_* (no login) and no ``account``: another account's signed
     # document, replayed through a rogue TLS certificate, must not pass either
-    configure(pin, ops)
-    provider.api.add(HOST, [keys.pub(keys.host)], ipv4="127.0.0.1")
-    provider.api.signing_key = ops.private
+    signed_capsul(pin, provider, keys, ops)
     assert served(pin, keys) == ""
     record = pin.cache / "capsul" / "account"
     assert record.read_text() == f"{pin.api_url}\nalice@example.org\n"
@@ -287,9 +292,7 @@ def test_a_refused_first_document_records_no_account(
 ) -> None:
     # the first document is another API's (validly signed for mallory): refused, and it must
     # not become the account every later document is held to
-    configure(pin, ops)
-    provider.api.add(HOST, [keys.pub(keys.host)], ipv4="127.0.0.1")
-    provider.api.signing_key = ops.private
+    signed_capsul(pin, provider, keys, ops)
     own = provider.api.api_url
     provider.api.account = "mallory@example.org"
     provider.api.api_url = "https://other-region.capsul.example/api"
@@ -310,10 +313,11 @@ def test_logging_in_to_another_account_drops_what_the_first_one_cached(
     provider.api.account = "bob@example.org"
     attacker_serves_forged(provider, keys)  # bob's capsul of that name has another key
     login = (  # what ``sshpin login capsul`` does once the token is read (no keyring here)
+        "import os\n"
         "from sshpin.providers import for_config, load_config\n"
         "from sshpin.core.config import cache_dir\n"
         "cfg = load_config().provider('capsul')\n"
-        "print(for_config(cfg, cache_dir()).try_token(__import__('os').environ['T']))\n"
+        "print(for_config(cfg, cache_dir()).try_token(os.environ['T']))\n"
     )
     from tests.conftest import TOKEN
 

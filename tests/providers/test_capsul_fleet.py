@@ -122,11 +122,16 @@ def ops(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, object]:
     return keygen(str(path), comment="ops"), sshsig.load_private_key(str(path))
 
 
+def signed(pin: Pin, provider: ReferenceServer, ops: tuple[str, object]) -> None:
+    """The provider signs with the ops key, which ``pin``'s config trusts."""
+    pin.write_config(extra=f'signing_keys = ["{ops[0]}"]\n')
+    provider.api.signing_key = ops[1]
+
+
 @pytest.fixture
 def listed(pin: Pin, provider: ReferenceServer, ops: tuple[str, object]) -> Pin:
     """A signed, paged account of 500 capsuls, wholly cached by ``cache refresh --all``."""
-    pin.write_config(extra=f'signing_keys = ["{ops[0]}"]\n')
-    provider.api.signing_key = ops[1]
+    signed(pin, provider, ops)
     fleet(pin, provider, 500, page=100)
     assert pin.run("cache", "refresh", "--all").returncode == 0
     served(pin, 3)
@@ -296,8 +301,7 @@ def test_a_last_page_replayed_for_the_first_is_refused_by_the_hook(
     # a man in the middle with a rogue TLS certificate replays the signed last page of a
     # listing for its first: taken whole, it would be a listing of one page without the
     # capsuls (and account-wide revocations) of the others
-    pin.write_config(extra=f'signing_keys = ["{ops[0]}"]\n')
-    provider.api.signing_key = ops[1]
+    signed(pin, provider, ops)
     fleet(pin, provider, 250, page=100)
     provider.api.faults["first_is_last"] = True
     out, err = ask(pin, 220)  # a capsul on the last page: it would be served
@@ -322,8 +326,7 @@ def test_a_first_listing_with_a_page_of_another_account_is_refused_whole(
 ) -> None:
     # no account configured, logged in or recorded yet: every page must still be for the
     # account of the first page (later, the first account recorded also stops it)
-    pin.write_config(extra=f'signing_keys = ["{ops[0]}"]\n')
-    provider.api.signing_key = ops[1]
+    signed(pin, provider, ops)
     fleet(pin, provider, 300, page=100)
     provider.api.faults["page_account"] = 2
     done = pin.run("cache", "refresh", "--all")

@@ -16,7 +16,7 @@ The argv is parsed here; the answer comes from lookup.py.
 import sys
 
 from sshpin.core.keys import decode_base64
-from sshpin.core.names import Query, valid_host
+from sshpin.core.names import Query, bare_host, valid_host
 from sshpin.errors import EXIT_OK, SshpinError, UsageError, log, report, say, say_once_per
 from sshpin.lookup import lookup
 
@@ -67,8 +67,9 @@ def parse_args(args: list[str]) -> "Query":
 
 
 def _alias(text: str) -> str:
-    """``%k`` as a host name, or "" when it is none (it is what the user typed)."""
-    return text.lower() if valid_host(text) and ":" not in text else ""
+    """``%k`` as a host name (``bare_host``: the case and one trailing dot typed do not
+    count), or "" when it is none (it is what the user typed)."""
+    return bare_host(text) if valid_host(text) and ":" not in text else ""
 
 
 HELP = """\

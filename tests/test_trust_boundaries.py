@@ -156,7 +156,7 @@ def test_setup_writes_only_valid_host_names_and_refuses_a_writable_pins_dir(
     done = pin.run("setup", "--ssh-config", str(ssh_config))
     assert done.returncode == 0, done.stderr
     snippet = (pin.dir / "ssh_config").read_text()
-    assert "Host web.example.org\n" in snippet
+    assert "Match originalhost !*.,web.example.org\n" in snippet
     assert "ProxyCommand" not in snippet and "Upper" not in snippet and "x*" not in snippet
     assert "4 file(s) not named as a host" in done.stderr
     pins.chmod(0o777)

@@ -12,12 +12,12 @@ from sshpin.commands.setup import (
     LEGACY_MARK,
     _directive,
     _read,
+    current_snippet,
     hook_command,
     include_state,
     openssh_version,
     proxy_arguments,
     real_home,
-    render_snippet,
     snippet_path,
     ssh_patterns,
 )
@@ -114,7 +114,7 @@ def run(ssh_config: str, explicit: bool, check_providers: bool = True) -> list[C
 
     snippet = snippet_path()
     if cfg is not None:
-        want = render_snippet(cfg.providers, path, hook_command(), pins.hosts(), legacy)
+        _, want = current_snippet(legacy)  # setup's own builder: the config and every pin
         have, _ = _read(snippet)
         if have == want:
             checks.append(Check("snippet", True, f"{snippet} is up to date"))
@@ -135,31 +135,28 @@ def run(ssh_config: str, explicit: bool, check_providers: bool = True) -> list[C
         hook = " ".join(hook_command()) + " " + HOOK_ARGS
         proxy = " ".join(hook_command()) + " " + proxy_arguments()
         for p in cfg.providers:
-            host = sample_host(ssh_patterns(p.hosts)[0])
-            if host is None:
+            sample = sample_host(ssh_patterns(p.hosts)[0])
+            if sample is None:
                 continue
-            try:
-                seen = effective(ssh, ssh_config, explicit, host)
+            try:  # the sample as the patterns spell it, then as typed in capitals with a dot
+                for host in (sample, sample.upper() + "."):
+                    seen = effective(ssh, ssh_config, explicit, host)
+                    if _hook_and_strict(seen, hook, proxy, legacy) is not None:
+                        break
             except SshpinError as e:
                 checks.append(Check(f"ssh {p.name}", False, str(e), f"fix {ssh_config}"))
                 continue
             strict = seen.get("stricthostkeychecking", "")
-            if legacy:
-                command = seen.get("proxycommand", "none")
-                ok = command == proxy and managed_known_hosts() in _expanded(seen)
-                what = "proxycommand"
-            else:
-                command = seen.get("knownhostscommand", "none")
-                ok = command == hook
-                what = "knownhostscommand"
-            if ok and strict == "true":
+            what = "proxycommand" if legacy else "knownhostscommand"
+            command = seen.get(what, "none")
+            if _hook_and_strict(seen, hook, proxy, legacy) is None:
                 ports = config_mod.ports_text(p.ports)
                 checks.append(
                     Check(
                         f"ssh {p.name}",
                         True,
-                        f"ssh -G {host}: sshpin hook, strict checking; the provider vouches "
-                        f"on port(s) {ports} (see 'ports' in sshpin.conf(5))",
+                        f"ssh -G {sample} (and {host}): sshpin hook, strict checking; the "
+                        f"provider vouches on port(s) {ports} (see 'ports' in sshpin.conf(5))",
                     )
                 )
             else:
@@ -195,6 +192,18 @@ def run(ssh_config: str, explicit: bool, check_providers: bool = True) -> list[C
     except OSError as e:
         checks.append(Check("cache", False, f"{cache}: {e.strerror}", "check its parent"))
     return checks
+
+
+def _hook_and_strict(seen: dict[str, str], hook: str, proxy: str, legacy: bool) -> str | None:
+    """None when ``ssh -G`` shows sshpin's hook (or legacy ProxyCommand) and strict checking;
+    else what is missing."""
+    if legacy:
+        ok = seen.get("proxycommand") == proxy and managed_known_hosts() in _expanded(seen)
+    else:
+        ok = seen.get("knownhostscommand") == hook
+    if not ok:
+        return "proxycommand" if legacy else "knownhostscommand"
+    return None if seen.get("stricthostkeychecking") == "true" else "stricthostkeychecking"
 
 
 def capsul_blocks(text: str) -> list[tuple[str, str]]:

@@ -25,7 +25,7 @@ import time
 
 from sshpin.core import config
 from sshpin.core.files import atomic_write, ensure_dir, read_small
-from sshpin.core.names import DEFAULT_PORT, Query, is_capsul_id, valid_host
+from sshpin.core.names import DEFAULT_PORT, Query, bare_host, is_capsul_id, valid_host
 from sshpin.errors import NoKeysError, ProviderError, SshpinError, UsageError, say
 from sshpin.lookup import lookup
 from sshpin.providers import load_config, provider_for
@@ -74,8 +74,9 @@ def target(host: str, port: int, alias: str = "") -> tuple[str, dict[str, list[s
     vouches for carry their ``sshpin-until`` limit."""
     token = name_for(host, port)
     cfg = load_config(cache=config.cache_dir())
-    named_by = provider_for(cfg, host)
-    named = is_capsul_id(host) or (named_by is not None and host in named_by.aliases)
+    bare = bare_host(host)  # ``capsul-x.`` is capsul-x; ssh checks the name as it has it
+    named_by = provider_for(cfg, bare)
+    named = is_capsul_id(bare) or (named_by is not None and bare in named_by.aliases)
     try:
         answer = lookup(Query(token, alias=alias))
     except SshpinError as e:
@@ -84,7 +85,7 @@ def target(host: str, port: int, alias: str = "") -> tuple[str, dict[str, list[s
         say(token, str(e), e.hint)
         return host, {name: [] for name in (token, alias) if name}
     by = alias if answer.by_alias else host
-    provider = provider_for(cfg, by, port)  # None on a port no provider vouches on
+    provider = provider_for(cfg, bare_host(by), port)  # None on a port no provider vouches on
     lines = {token: vouched_lines(token, answer.pin, answer.entry, provider)}  # pins: no limit
     if alias:  # the alias's lines when it answered; else none: an old answer for it goes
         lines[alias] = (

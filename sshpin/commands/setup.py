@@ -4,8 +4,9 @@ setup writes three things and nothing else:
 
 1. optionally, a ``[[provider]]`` table appended to config.toml, between marker comments that
    carry a hash of the table, so ``--undo`` removes it only while it is exactly as written;
-2. the ssh snippet (``ssh_config`` next to config.toml): one ``Host`` block per provider with
-   its ``hosts`` as ssh patterns, ``KnownHostsCommand`` with this sshpin's absolute path, and
+2. the ssh snippet (``ssh_config`` next to config.toml): ``Match`` blocks per provider with
+   its ``hosts`` as ssh patterns (``match_lines``: every spelling of a host ssh takes to the
+   same machine), ``KnownHostsCommand`` with this sshpin's absolute path, and
    ``StrictHostKeyChecking yes``; the snippet is sshpin's file, rewritten from the config;
 3. two lines at the very top of ~/.ssh/config, a marker comment and ``Include <snippet>``, so
    the Include is read before any Host or Match block and so applies to every host.
@@ -35,6 +36,7 @@ from sshpin.core.config import (
     ports_text,
 )
 from sshpin.core.files import atomic_write
+from sshpin.core.schema import host_pattern
 from sshpin.errors import ConfigError, UsageError
 from sshpin.errors import say as warn
 from sshpin.providers import validate_table
@@ -108,7 +110,7 @@ def snippet_path() -> str:
 
 
 def ssh_patterns(hosts: list[str]) -> tuple[list[str], list[str]]:
-    """A provider's ``hosts`` as ssh ``Host`` patterns, and those ssh cannot express.
+    """A provider's ``hosts`` as ssh host patterns, and those ssh cannot express.
 
     Globs and ``!`` negations mean the same in both. An IPv4 network on an octet boundary
     becomes a glob (``203.0.113.0/24`` is ``203.0.113.*``); other networks have no ssh form.
@@ -129,6 +131,26 @@ def ssh_patterns(hosts: list[str]) -> tuple[list[str], list[str]]:
             bare = ".".join([*octets, "*"][:4]) if net.prefixlen < 32 else ".".join(octets)
         out.append(("!" if negated else "") + bare)
     return out, skipped
+
+
+MATCH_CRITERIA = ("originalhost", "host")
+
+
+def match_lines(patterns: list[str]) -> list[str]:
+    """ssh ``Match`` lines, each starting a block, that hold for exactly the names the hook
+    takes as one of ``patterns`` (``ssh_patterns``' output), however they are spelled.
+
+    A ``Host`` line compares its patterns with the name exactly as typed, so ``Capsul-X``
+    escapes ``Host capsul-*``; ``Match originalhost`` (the name typed) and ``Match host`` (the
+    name ssh connects to: the HostName given with ``-o``, or the canonical name on ssh's final
+    pass) lower-case it first (OpenSSH 7.5 and later), and take a comma-separated list whose
+    ``!`` negations mean what they mean on a Host line. The hook drops one trailing dot
+    (core.names.bare_host), ssh keeps it: so for each criterion one line for names without a
+    trailing dot (``!*.`` first) and one with every pattern given a trailing dot (a pattern
+    ``p`` matches ``name`` exactly when ``p.`` matches ``name.``)."""
+    plain = ",".join(["!*.", *patterns])
+    dotted = ",".join(p + "." for p in patterns)
+    return [f"Match {c} {where}" for c in MATCH_CRITERIA for where in (plain, dotted)]
 
 
 PROXY_ALIAS_SINCE = (8, 4)  # the first OpenSSH whose ProxyCommand knows %k
@@ -187,9 +209,11 @@ def render_snippet(
 ) -> str:
     lines = [
         f"{SNIPPET_HEAD} {source}; edit that file and run 'sshpin setup' again.",
-        "# See sshpin(1). Each block hands the hosts of one provider to sshpin:",
+        "# See sshpin(1). Each group of blocks hands the hosts of one provider to sshpin:",
         "# ssh asks sshpin for their authentic keys and refuses any other key, with no prompt.",
-        "# A Host pattern cannot name a port: ssh asks sshpin on every port, and sshpin vouches",
+        "# Match lines, not Host lines: they match the name in any case, as typed (originalhost)",
+        "# or as ssh connects to it (host), without a trailing dot or with one.",
+        "# A Match line cannot name a port: ssh asks sshpin on every port, and sshpin vouches",
         "# only on the provider's 'ports' (22 unless set). On another port it prints nothing and",
         "# ssh checks your own known_hosts, still with no prompt ('sshpin pin [host]:port').",
     ]
@@ -200,19 +224,21 @@ def render_snippet(
         lines.append("")
         lines.append(f'# provider "{p.name}" ({p.type}), port(s) {ports_text(p.ports)}')
         if skipped:
-            lines.append(f"# no ssh Host pattern can express: {' '.join(skipped)}")
+            lines.append(f"# no ssh pattern can express: {' '.join(skipped)}")
         if not any(not pat.startswith("!") for pat in patterns):
-            lines.append("# (no host of this provider can be named in a Host line)")
+            lines.append("# (no host of this provider can be named in a Match line)")
             continue
-        lines.append("Host " + " ".join(patterns))
-        lines.extend(_directives(command, legacy))
+        for match in match_lines(patterns):
+            lines.append(match)
+            lines.extend(_directives(command, legacy))
     hosts = _pinned_hosts(pinned or [])
     if hosts:
         lines.append("")
-        lines.append("# hosts pinned with 'sshpin pin' (a Host line names no port: the hook")
+        lines.append("# hosts pinned with 'sshpin pin' (a Match line names no port: the hook")
         lines.append("# serves a pin of [host]:port on that port only, and of a bare host on 22)")
-        lines.append("Host " + " ".join(hosts))
-        lines.extend(_directives(command, legacy))
+        for match in match_lines(hosts):
+            lines.append(match)
+            lines.extend(_directives(command, legacy))
     return "\n".join(lines) + "\n"
 
 
@@ -551,7 +577,7 @@ def _add_provider(
     if name in existing:
         have = existing[name]
         differs = (api_url is not None and have.get("api_url") != api_url.rstrip("/")) or (
-            have.hosts != [h.lower() for h in hosts]
+            have.hosts != [host_pattern(h) for h in hosts]
         )
         differs = differs or bool(ca_bundle and have.get("ca_bundle") != ca_bundle)
         if differs:

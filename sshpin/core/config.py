@@ -37,7 +37,8 @@ DEFAULTS: "dict[str, Any]" = {
     "ca_key_files": [],
     "revoked_keys": [],
 }
-COMPILED_VERSION = 5  # 3: providers carry their trust context; 4: paths resolved; 5: ports
+COMPILED_VERSION = 6  # 3: providers carry their trust context; 4: paths resolved; 5: ports;
+# 6: hosts patterns kept without a trailing dot (schema.host_pattern)
 MAX_CONFIG = 1 << 20
 MAX_COMPILED = 4 << 20
 

@@ -13,7 +13,8 @@ CAPSUL_PREFIX = "capsul-"
 
 
 def split_host(token: str) -> tuple[str, int | None]:
-    """Split ssh's ``%H`` (``host``, ``[host]:port``) into a lower-cased host and port.
+    """Split ssh's ``%H`` (``host``, ``[host]:port``) into a host as sshpin keys it
+    (``bare_host``: lower case, one trailing dot dropped) and a port.
 
     Raises UsageError for anything ssh would not produce: a host we cannot safely use as a
     file name, a URL part or a known_hosts host field is refused here, before anything else.
@@ -31,7 +32,15 @@ def split_host(token: str) -> tuple[str, int | None]:
         host = token[1:close]
     if not valid_host(host):
         raise UsageError(f"malformed host {token[:80]!a}")
-    return host.lower(), port
+    return bare_host(host), port
+
+
+def bare_host(host: str) -> str:
+    """A valid host as sshpin keys it: lower case, without one trailing dot. ssh and DNS
+    take ``Capsul-X``, ``CAPSUL-X.`` and ``capsul-x`` to the same machine (ssh lower-cases
+    the name it connects to and keeps the dot), so all three are one host here."""
+    host = host.lower()
+    return host[:-1] if host.endswith(".") else host
 
 
 def valid_host(host: str) -> bool:
@@ -124,12 +133,13 @@ class Query:
     """What sshpin is asked: the keys trusted for a host, maybe given the key it offered.
 
     ``token`` is ssh's ``%H`` exactly as given (the host field of every printed line); ``host``
-    is its lower-cased name without the port, which is what providers resolve and cache by;
+    is its name without the port as ``bare_host`` keys it (lower case, no trailing dot),
+    which is what providers resolve and cache by;
     ``port`` is the port (22 when ``%H`` has none) and ``name`` the two as known_hosts writes
     them (``host`` or ``[host]:port``), which pins are kept by.
     ``want`` is the server's key blob (``%K``), None when no key is offered (an ORDER call).
-    ``alias`` is ssh's ``%k`` (the HostKeyAlias, else the host as typed), lower-cased, when it
-    names another host than ``%H``: sshpin resolves by it first (lookup.py).
+    ``alias`` is ssh's ``%k`` (the HostKeyAlias, else the host as typed), as ``bare_host``
+    keys it, when it names another host than ``%H``: sshpin resolves by it first (lookup.py).
     ``port`` may be given when ``%H`` carries none although ssh connects to another port (ssh
     9.2's ORDER call hands a bare ``%H``; the hook then passes ``%p``).
     """
@@ -147,6 +157,7 @@ class Query:
         self.name = port_name(host, self.port)
         self.token = token
         self.want = want
+        alias = bare_host(alias) if alias else ""
         self.alias = alias if alias != host else ""
 
     def as_alias(self) -> "Query":

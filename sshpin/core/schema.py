@@ -106,7 +106,14 @@ def validate_common(table: dict[str, Any], types: Collection[str]) -> dict[str, 
                 raise ValueError(f"hosts: {pattern!r} is not a valid CIDR network") from e
         elif not bare or not valid_host(bare.replace("*", "a").replace("?", "a")):
             raise ValueError(f"hosts: {pattern!r} is not a host name pattern")
-    return {"name": name, "type": kind, "hosts": [h.lower() for h in hosts]}
+    return {"name": name, "type": kind, "hosts": [host_pattern(h) for h in hosts]}
+
+
+def host_pattern(pattern: str) -> str:
+    """A ``hosts`` pattern as it is kept: lower case, and a name pattern without one trailing
+    dot, as the hook takes the host (core.names.bare_host: ``a.example.`` is ``a.example``)."""
+    pattern = pattern.lower()
+    return pattern[:-1] if pattern.endswith(".") and "/" not in pattern else pattern
 
 
 def check_keys(table: dict[str, Any], allowed: Collection[str], kind: str) -> None:

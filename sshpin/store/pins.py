@@ -15,7 +15,7 @@ import time
 from sshpin.core.config import config_dir
 from sshpin.core.files import atomic_write, ensure_dir, read_small
 from sshpin.core.keys import HostKey, parse_key_lines
-from sshpin.core.names import valid_host
+from sshpin.core.names import port_name, split_host, valid_host
 from sshpin.errors import ConfigError, UsageError, VerificationError
 from sshpin.store.entries import HostEntry
 
@@ -175,14 +175,23 @@ def check_dir() -> bool:
 
 
 def valid_name(name: str) -> bool:
-    """A pin file's name is a host as the hook looks it up: lower case, no port, and nothing
-    ssh_config or a file name could read another way (``valid_host``'s characters only)."""
-    return valid_host(name) and name == name.lower() and not name.startswith(".")
+    """A pin file's name is a name as the hook looks it up (``Query.name``): a host (port 22)
+    or ``[host]:port``, the host lower case without a trailing dot, and nothing ssh_config or
+    a file name could read another way (``valid_host``'s characters only). Exactly the names
+    ``sshpin pin`` writes: ``port_name`` of what ``split_host`` reads gives the name back."""
+    from sshpin.errors import SshpinError
+
+    try:
+        host, port = split_host(name)
+    except SshpinError:
+        return False
+    return valid_host(host) and port_name(host, port) == name
 
 
 def hosts(skipped: list[str] | None = None) -> list[str]:
-    """The pinned hosts: the names in the pins dir that are valid host names (others are
-    added to ``skipped``, shown with ascii()); ConfigError if others may write the dir."""
+    """The pinned names (``host`` or ``[host]:port``): the names in the pins dir that
+    ``valid_name`` accepts (others are added to ``skipped``, shown with ascii()); ConfigError
+    if others may write the dir."""
     if not check_dir():
         return []
     try:

@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sshpin.core.names import glob_match, hosts_match, is_capsul_id, split_host, valid_host
+from sshpin.core.names import (
+    Query,
+    bare_host,
+    glob_match,
+    hosts_match,
+    is_capsul_id,
+    split_host,
+    valid_host,
+)
 from sshpin.errors import UsageError
 
 SAFE = set("abcdefghijklmnopqrstuvwxyz0123456789.-_:%")
@@ -46,7 +54,7 @@ def test_accepted_host_is_safe_everywhere(token: str) -> None:
 def test_bracket_form_round_trips(host: str, port: int) -> None:
     if not valid_host(host):
         return
-    assert split_host(f"[{host}]:{port}") == (host, port)
+    assert split_host(f"[{host}]:{port}") == (host.removesuffix("."), port)
 
 
 @given(
@@ -107,3 +115,39 @@ def test_cidr_patterns_exact() -> None:
     assert not hosts_match(["10.0.0.0/8"], "host.example")
     assert hosts_match(["fe80::/10"], "fe80::1%eth0")  # the zone is not part of the address
     assert not hosts_match(["10.0.0.0/8", "!10.0.0.5"], "10.0.0.5")
+
+
+LABELS = st.from_regex(r"[a-zA-Z0-9][a-zA-Z0-9\-]{0,8}", fullmatch=True)
+NAMES_TYPED = st.lists(LABELS, min_size=1, max_size=4).map(".".join)
+
+
+@given(NAMES_TYPED, st.integers(1, 65535))
+def test_every_spelling_of_a_host_is_one_host(name: str, port: int) -> None:
+    """ssh and DNS take ``Capsul-X``, ``CAPSUL-X.`` and ``capsul-x`` to one machine (ssh
+    lower-cases the name it connects to and keeps the dot): the hook keys them as one host,
+    pins and cache alike, while every line it prints carries ``%H`` exactly as ssh gave it."""
+    host = name.lower()
+    for spelling in (name, name.upper(), name + ".", name.swapcase() + "."):
+        assert split_host(spelling) == (host, None)
+        assert split_host(f"[{spelling}]:{port}") == (host, port)
+        query = Query(spelling)
+        assert (query.host, query.name, query.token) == (host, host, spelling)
+        bracketed = Query(f"[{spelling}]:{port}")
+        assert bracketed.name == (host if port == 22 else f"[{host}]:{port}")
+        assert Query("127.0.0.1", alias=spelling).alias == host  # %k as typed
+        assert Query(spelling, alias=name.upper()).alias == ""  # the same host: no alias
+        assert hosts_match(["*.x", host], spelling.lower().removesuffix("."))
+
+
+@pytest.mark.parametrize("token", ["capsul-x..", ".", "..", "[capsul-x..]:22", "[.]:22"])
+def test_only_one_trailing_dot_is_a_spelling(token: str) -> None:
+    with pytest.raises(UsageError):
+        split_host(token)
+
+
+def test_bare_host_exact() -> None:
+    assert bare_host("CAPSUL-X.") == "capsul-x"
+    assert bare_host("Web.Capsul.Example") == "web.capsul.example"
+    assert bare_host("10.0.0.5") == "10.0.0.5"
+    assert split_host("WEB.capsul.example.") == ("web.capsul.example", None)
+    assert split_host("[Capsul-X.]:2222") == ("capsul-x", 2222)

@@ -189,7 +189,9 @@ def user(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("typed", ["capsul-test1", "Capsul-Test1", "CAPSUL-TEST1.", "capsul-test1."])
+@pytest.mark.parametrize(
+    "typed", ["capsul-test1", "Capsul-Test1", "CAPSUL-TEST1.", "capsul-test1."]
+)
 def test_every_spelling_refuses_a_man_in_the_middle(user: User, keys: Keys, typed: str) -> None:
     refused = user.ssh(typed, user.forged.port)
     assert refused.returncode == 255, (typed, refused.stdout, refused.stderr)
@@ -204,9 +206,7 @@ def test_every_spelling_refuses_a_man_in_the_middle(user: User, keys: Keys, type
 
 @pytest.mark.slow
 @pytest.mark.parametrize("alias", ["Capsul-Test1", "CAPSUL-TEST1."])
-def test_a_host_key_alias_in_any_spelling_is_the_capsul(
-    user: User, keys: Keys, alias: str
-) -> None:
+def test_a_host_key_alias_in_any_spelling_is_the_capsul(user: User, keys: Keys, alias: str) -> None:
     """``HostKeyAlias`` in capitals or with a trailing dot (ssh gives the hook its lower-case
     form, dot kept, as %H and %k): the capsul's keys, a forged key refused."""
     opts = ["-o", f"HostKeyAlias={alias}"]
@@ -225,8 +225,8 @@ def test_sshpin_ssh_is_strict_for_every_spelling(
     trailing-dot spelling of a managed name is strict too, and a forged key is refused."""
     provider.api.add("capsul-test1", [keys.pub(keys.host)], ipv4="127.0.0.1", name="test1")
     pin.cover(sshd.port)
-    pin.write_config(hosts='["*.capsul.example"]',
-                     extra='resolve_dns = false\naliases = { "web.capsul.example" = "capsul-test1" }\n')  # fmt: skip
+    aliases = 'aliases = { "web.capsul.example" = "capsul-test1" }\n'
+    pin.write_config(hosts='["*.capsul.example"]', extra="resolve_dns = false\n" + aliases)
     known_hosts = tmp_path / "known_hosts"
     known_hosts.write_text("")
     config = user_config(tmp_path, keys, known_hosts, "Host *\n    HostName 127.0.0.1\n")
@@ -284,7 +284,7 @@ def test_a_port_pin_reaches_the_snippet_and_refuses_a_forged_sshd(
     assert "Match originalhost 127.0.0.1.\n" in snippet
 
 
-def snippet_check(pin: Pin, config: Path) -> dict[str, object]:
+def snippet_check(pin: Pin, config: Path) -> dict[str, dict[str, object]]:
     import json
 
     done = pin.run("doctor", "--json", "--offline", "--ssh-config", str(config))
@@ -332,3 +332,35 @@ def test_doctor_checks_the_snippet_with_setups_builder(
     assert snippet.read_text() == written
     checks = snippet_check(pin, config)
     assert checks["snippet"]["ok"] is True and checks["ssh capsul"]["ok"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("typed", ["Capsul-Test1", "CAPSUL-TEST1."])
+def test_legacy_mode_takes_every_spelling_to_the_proxy(
+    pin: Pin, provider: ReferenceServer, keys: Keys, sshd: Sshd, tmp_path: Path, typed: str
+) -> None:
+    """``setup --legacy`` (ProxyCommand, for OpenSSH before 8.5) writes the same Match lines:
+    a capitals or trailing-dot spelling runs ``sshpin proxy``, whose managed known_hosts
+    refuses a man in the middle that the user's accept-new would have recorded."""
+    provider.api.add("capsul-test1", [keys.pub(keys.host)], ipv4="127.0.0.1", name="test1")
+    pin.write_config(hosts='["capsul-*"]')
+    pin.cover(sshd.port)
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("")
+    config = user_config(tmp_path, keys, known_hosts, "Host *\n    HostName 127.0.0.1\n")
+    done = pin.run("setup", "--legacy", "--ssh-config", str(config))
+    assert done.returncode == 0, done.stderr
+
+    def connect() -> subprocess.CompletedProcess[str]:
+        argv = ["ssh", "-F", str(config), "-p", str(sshd.port), typed, "echo", "in"]
+        return subprocess.run(argv, env=pin.env, capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=90)  # fmt: skip
+
+    sshd.restart([keys.forged])
+    refused = connect()
+    assert refused.returncode == 255 and "Host key verification failed" in refused.stderr
+    assert known_hosts.read_text() == ""
+    sshd.restart([keys.host])
+    accepted = connect()
+    assert accepted.returncode == 0 and accepted.stdout == "in\n", accepted.stderr
+    assert known_hosts.read_text() == ""

@@ -266,7 +266,7 @@ def _block_check(
             label,
             False,
             f"{shown}: ssh -G {name} does not run sshpin's hook",
-            "sshpin setup (the snippet's Host patterns must match the name you type)",
+            "sshpin setup (the snippet's Match patterns must match the name you type)",
         )
     return Check(label, True, f"{shown}: sshpin vouches for it")
 

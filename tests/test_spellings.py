@@ -282,6 +282,8 @@ def test_a_port_pin_reaches_the_snippet_and_refuses_a_forged_sshd(
     snippet = (pin.dir / "ssh_config").read_text()
     assert "Match originalhost !*.,127.0.0.1\n" in snippet
     assert "Match originalhost 127.0.0.1.\n" in snippet
+    listed = pin.run("cache", "list")  # the pin is listed, as any other pin
+    assert listed.returncode == 0 and name in listed.stdout, listed.stdout
 
 
 def snippet_check(pin: Pin, config: Path) -> dict[str, dict[str, object]]:

@@ -3,6 +3,7 @@ config working: ``…/site-packages/sshpin/launch.py`` stays where it was (docs/
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -46,7 +47,7 @@ def test_the_hook_line_of_an_old_setup_survives_an_upgrade_in_place(
            "--disable-pip-version-check"]  # fmt: skip
     sh(*pip, old)
     ssh_config = tmp_path / "user_ssh_config"
-    ssh_config.write_text(Path(ssh.config).read_text().split("Host ", 1)[0])  # keep no hook
+    ssh_config.write_text("")  # no hook of the user's own: the old setup's Include only
     # the old sshpin knew no 'ports' (its hook vouched on every port); the test's sshd cannot
     # listen on 22, so the key is put back after the upgrade, as a user on another port must
     config = ssh.pin.config.read_text()
@@ -64,3 +65,20 @@ def test_the_hook_line_of_an_old_setup_survives_an_upgrade_in_place(
                     "-p", str(ssh.sshd.port), "127.0.0.1", "echo", "upgraded")  # fmt: skip
     assert done.returncode == 0 and done.stdout == "upgraded\n", done.stderr
     assert Path(ssh.known_hosts).read_text() == ""  # pinned by the hook, not trusted on first use
+
+    # the old snippet's Host lines miss a name typed in capitals: the new doctor calls the
+    # snippet out of date, and the new setup rewrites it with Match lines (issue 30)
+    assert "\nHost 127.0.0.1 capsul-*\n" in snippet
+    doctor = ssh.tool(venv / "bin" / "sshpin", "doctor", "--offline", "--json", "--ssh-config",
+                      str(ssh_config))  # fmt: skip
+    checks = {c["check"]: c for c in json.loads(doctor.stdout)["checks"]}
+    assert checks["snippet"]["ok"] is False, checks["snippet"]
+    sh(venv / "bin" / "sshpin", "setup", "--ssh-config", ssh_config, env=ssh.pin.env)
+    rewritten = (ssh.pin.dir / "ssh_config").read_text()
+    assert (
+        "\nHost " not in rewritten and "\nMatch originalhost !*.,127.0.0.1,capsul-*\n" in rewritten
+    )
+    doctor = ssh.tool(venv / "bin" / "sshpin", "doctor", "--offline", "--json", "--ssh-config",
+                      str(ssh_config))  # fmt: skip
+    checks = {c["check"]: c for c in json.loads(doctor.stdout)["checks"]}
+    assert checks["snippet"]["ok"] is True, checks["snippet"]

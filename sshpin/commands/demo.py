@@ -15,7 +15,7 @@ import tempfile
 import time
 from typing import Any
 
-from sshpin.commands.setup import hook_command
+from sshpin.commands.setup import hook_command, match_lines
 from sshpin.errors import ConfigError
 
 SSHD_PATHS = ("/usr/sbin/sshd", "/usr/local/sbin/sshd", "/usr/libexec/sshd", "/sbin/sshd")
@@ -215,13 +215,17 @@ def ssh_argv(ssh_config: str, identity: str, port: int, known_hosts: str, *rest:
 
 
 def write_ssh_config(path: str, hook: list[str], patterns: str) -> None:
-    """An ssh_config that, like ``sshpin setup`` writes, hands managed hosts to the hook."""
+    """An ssh_config that, like ``sshpin setup`` writes, hands managed hosts to the hook:
+    the snippet's Match lines (any case, a trailing dot or none) for ``patterns``."""
+    blocks = "".join(
+        f"{match}\n"
+        f"    KnownHostsCommand {' '.join(hook)} known-hosts %I %H %t %K %k %p\n"
+        "    StrictHostKeyChecking yes\n"
+        for match in match_lines(patterns.split())
+    )
     with open(path, "w") as f:
         f.write(
-            f"Host {patterns}\n"
-            f"    KnownHostsCommand {' '.join(hook)} known-hosts %I %H %t %K %k %p\n"
-            "    StrictHostKeyChecking yes\n"
-            "Host *\n"
+            blocks + "Host *\n"
             "    GlobalKnownHostsFile /dev/null\n"
             "    BatchMode yes\n"
             "    IdentitiesOnly yes\n"

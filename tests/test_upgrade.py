@@ -69,7 +69,7 @@ def test_the_hook_line_of_an_old_setup_survives_an_upgrade_in_place(
     # the old snippet's Host lines miss a name typed in capitals: the new doctor calls the
     # snippet out of date, and the new setup rewrites it with Match lines (issue 30)
     assert "\nHost 127.0.0.1 capsul-*\n" in snippet
-    doctor = ssh.tool(venv / "bin" / "sshpin", "doctor", "--offline", "--json", "--ssh-config",
+    doctor = ssh.tool(str(venv / "bin" / "sshpin"), "doctor", "--offline", "--json", "--ssh-config",
                       str(ssh_config))  # fmt: skip
     checks = {c["check"]: c for c in json.loads(doctor.stdout)["checks"]}
     assert checks["snippet"]["ok"] is False, checks["snippet"]
@@ -78,7 +78,7 @@ def test_the_hook_line_of_an_old_setup_survives_an_upgrade_in_place(
     assert (
         "\nHost " not in rewritten and "\nMatch originalhost !*.,127.0.0.1,capsul-*\n" in rewritten
     )
-    doctor = ssh.tool(venv / "bin" / "sshpin", "doctor", "--offline", "--json", "--ssh-config",
+    doctor = ssh.tool(str(venv / "bin" / "sshpin"), "doctor", "--offline", "--json", "--ssh-config",
                       str(ssh_config))  # fmt: skip
     checks = {c["check"]: c for c in json.loads(doctor.stdout)["checks"]}
     assert checks["snippet"]["ok"] is True, checks["snippet"]

@@ -121,11 +121,13 @@ def _validate(table: dict[str, object]) -> dict[str, object]:
     return validate_table(table)
 
 
-def test_a_hosts_pattern_is_kept_without_its_trailing_dot() -> None:
+def test_a_hosts_pattern_and_an_alias_are_kept_without_a_trailing_dot() -> None:
     providers = parse_document({"provider": [{
         "name": "c", "type": "capsul", "api_url": "https://capsul.example/api",
-        "hosts": ["Web.Example.", "!Old.Example.", "10.0.0.0/8"]}]}, _validate)  # fmt: skip
+        "hosts": ["Web.Example.", "!Old.Example.", "10.0.0.0/8"],
+        "aliases": {"Www.Example.": "capsul-x"}}]}, _validate)  # fmt: skip
     assert providers[0].hosts == ["web.example", "!old.example", "10.0.0.0/8"]
+    assert providers[0].get("aliases") == {"www.example": "capsul-x"}  # keyed as the hook asks
 
 
 # ---- real ssh, sshd and provider ---------------------------------------------------------------

@@ -58,7 +58,7 @@ class CapsulProvider(Provider):
 
     @staticmethod
     def validate(table: dict[str, Any], out: dict[str, Any]) -> None:
-        from sshpin.core.names import is_capsul_id, valid_host
+        from sshpin.core.names import bare_host, is_capsul_id, valid_host
 
         fetching(table, out)  # ttl, stale_if_error, ports, signing_keys, ca_bundle
         out["api_url"] = https_url(string(table, "api_url"), "api_url").rstrip("/")
@@ -69,7 +69,7 @@ class CapsulProvider(Provider):
         for alias, target in aliases.items():
             if not valid_host(alias) or not isinstance(target, str) or not is_capsul_id(target):
                 raise ValueError(f'aliases: {alias!r} = {target!r}: expected name = "capsul-..."')
-            clean[alias.lower()] = target
+            clean[bare_host(alias)] = target  # as the hook keys the host it is asked
         out["aliases"] = clean
         resolve_dns = table.get("resolve_dns", True)
         if not isinstance(resolve_dns, bool):

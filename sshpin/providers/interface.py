@@ -93,7 +93,7 @@ class Provider(ABC):
 
 def unknown_key(query: Query, entry: HostEntry, provider: str, subject: str) -> None:
     """Say, once, that the server's key is not one the provider vouches for, and what to do.
-    (What ssh then does depends on the user's own known_hosts: sshpin does not claim it.)"""
+    (The hook then names it ``@revoked`` to ssh: lookup.Answer.lines.)"""
     from sshpin.core.keys import parse_blob
     from sshpin.errors import VerificationError, say
 

@@ -70,9 +70,7 @@ def test_a_key_the_provider_vouches_for_is_not_revoked(capsul: Pin, keys: Keys) 
     assert revoked(done) == []
 
 
-def test_weak_keys_are_revoked_by_their_own_type(
-    capsul: Pin, weak: dict[str, list[str]]
-) -> None:
+def test_weak_keys_are_revoked_by_their_own_type(capsul: Pin, weak: dict[str, list[str]]) -> None:
     """DSA and short RSA keys: never vouched for, and exactly the stale ones to refuse."""
     for key_type, b64 in weak.values():
         assert revoked(capsul.hook("HOSTNAME", TOKEN, key_type, b64)) == [
@@ -103,13 +101,13 @@ def test_nothing_is_revoked_where_the_provider_has_nothing(
     assert (unmanaged.returncode, unmanaged.stdout, unmanaged.stderr) == (0, "", "")
 
 
-def test_a_pin_revokes_other_keys_unless_it_holds_the_offered_one(
-    capsul: Pin, keys: Keys
-) -> None:
+def test_a_pin_revokes_other_keys_unless_it_holds_the_offered_one(capsul: Pin, keys: Keys) -> None:
     name = "pinned.example.org"
     assert capsul.run("pin", name, stdin=keys.pub(keys.rebuilt) + "\n").returncode == 0
     forged = pub(keys, keys.forged)
-    assert revoked(capsul.hook("HOSTNAME", name, *forged)) == [f"@revoked {name} {' '.join(forged)}"]
+    assert revoked(capsul.hook("HOSTNAME", name, *forged)) == [
+        f"@revoked {name} {' '.join(forged)}"
+    ]
     assert revoked(capsul.hook("HOSTNAME", name, *pub(keys, keys.rebuilt))) == []
     # a pin is the way to trust a key the provider disagrees with: it answers alone
     assert capsul.run("pin", TOKEN, stdin=keys.pub(keys.forged) + "\n").returncode == 0
@@ -237,8 +235,8 @@ def test_no_offered_blob_puts_a_newline_space_or_marker_in_the_line(
         cut = where * len(blob) // 4
         mutated = blob[:cut] + noise + blob[cut:]
     key = offered_key(mutated)
-    if as_type and (junk[0] == "@" and not where or not set(junk) <= set(NAME_CHARS)):
-        assert key is None  # a marker in front, a blank, a newline, a byte not in a type name
+    if as_type and ((junk[0] == "@" and not where) or not set(junk) <= set(NAME_CHARS)):
+        assert key is None  # a marker in front; a blank, newline or other byte of no type name
     if key is not None:
         safe(key, mutated)
 

@@ -409,8 +409,6 @@ def parse_key_line(
     return KeyLine(marker, hosts, parse_blob(blob, types), " ".join(fields[rest:]))
 
 
-
-
 def _looks_like_type(field: str) -> bool:
     return (
         field in SIGNING_KEY_TYPES

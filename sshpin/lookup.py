@@ -17,7 +17,6 @@ import time
 
 from sshpin.core import config
 from sshpin.core.files import ensure_dir
-from sshpin.core.keys import offered_key
 from sshpin.core.names import Query, hosts_match
 from sshpin.errors import ConfigError, SshpinError, log, say
 from sshpin.store.entries import HIT, HostEntry, ask
@@ -44,27 +43,28 @@ class Answer:
         self.by_alias = False  # answered for the host ``%k`` names, not for ``%H``
 
     def lines(self, token: str, offered: bytes | None = None) -> list[str]:
-        """The known_hosts lines, host field ``token``: the pin's, then the provider's; then,
-        when ``offered`` (the server's key, ``%K``) is refused, an ``@revoked`` line for it."""
+        """The known_hosts lines, host field ``token``: the pin's, then the provider's, then
+        ``@revoked`` for ``offered`` (``%K``) when ``refuses`` it (core/offered.py)."""
         out = self.pin.lines(token) if self.pin else []
         if self.entry is not None:
             out += [line for line in self.entry.lines(token) if line not in out]
         if offered is not None and self.refuses(offered):
-            key = offered_key(offered)
-            line = key.known_hosts_line(token, "@revoked") if key is not None else ""
-            if line and line not in out:
-                out.append(line)
+            from sshpin.core.offered import revoked_line
+
+            out += revoked_line(offered, token, out)
         return out
 
     def refuses(self, offered: bytes) -> bool:
-        """Does the pin or the provider vouch for plain host keys of this host, ``offered``
-        not among them? Then ssh is told it is revoked: the provider's word (or the pin's)
-        outranks a stale line in the user's own known_hosts, which ssh would otherwise
-        accept. An entry of certificate authorities alone vouches for no plain key (a CA
-        says nothing about another sshd at the same name); nothing vouched, nothing refused.
-        """
-        vouched = (self.pin.keys if self.pin else []) + (self.entry.keys if self.entry else [])
-        return bool(vouched) and all(k.blob != offered for k in vouched)
+        """Do the pin or the provider vouch for plain keys of the host, not ``offered``?"""
+        # Then ssh is told it is revoked: the provider's word (or the pin's) outranks a stale
+        # line in the user's own known_hosts, which ssh would otherwise accept. Certificate
+        # authorities alone vouch for no plain key (a CA says nothing of another sshd at the
+        # name); nothing vouched, nothing refused.
+        keys = (self.pin.keys if self.pin else []) + (self.entry.keys if self.entry else [])
+        for key in keys:
+            if key.blob == offered:
+                return False
+        return bool(keys)
 
 
 def lookup(query: "Query", fetch: bool = True) -> "Answer":

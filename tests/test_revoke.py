@@ -1,7 +1,7 @@
 """The server's key, when the provider or a pin vouches for other keys of the host, is printed
 as ``@revoked``: ssh then refuses it whatever other file holds it (tests/test_revoke_e2e.py
 has it end to end). Here: the hook's output from the bytes of both sides, and the one builder
-of that line (``core.keys.offered_key``), property-tested."""
+of that line (``core.offered.offered_key``), property-tested."""
 
 from __future__ import annotations
 
@@ -14,13 +14,8 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from sshpin.core.keys import (
-    REVOCABLE_TYPES,
-    HostKey,
-    decode_base64,
-    encode_base64,
-    offered_key,
-)
+from sshpin.core.keys import HostKey, decode_base64, encode_base64
+from sshpin.core.offered import REVOCABLE_TYPES, offered_key
 from sshpin.hook import parse_args
 from sshpin.lookup import Answer
 from sshpin.provider_side.refserver import ReferenceServer
@@ -192,7 +187,7 @@ WELL_FORMED = st.one_of(
     st.integers(2, 2**150).map(dsa_blob),
     st.just(0).map(lambda _: short_rsa()),
     st.tuples(st.binary(min_size=32, max_size=32),
-              st.text(st.characters(min_codepoint=1), min_size=1, max_size=20)
+              st.text(st.characters(min_codepoint=1, codec="utf-8"), min_size=1, max_size=20)
               .map(str.encode), st.booleans()).map(lambda t: sk_blob(*t)),
     st.tuples(TYPE_NAME, st.binary(max_size=64)).map(
         lambda t: _ssh_string(t[0].encode()) + t[1]  # a type sshpin does not know: as given

@@ -20,8 +20,9 @@ import shlex
 from sshpin.core import config as config_mod
 from sshpin.core.checks import Check
 from sshpin.core.files import read_small
-from sshpin.core.keys import HostKey, decode_base64, offered_key
+from sshpin.core.keys import HostKey, decode_base64
 from sshpin.core.names import Query, port_name, split_host
+from sshpin.core.offered import offered_key
 from sshpin.errors import SshpinError, UsageError
 from sshpin.lookup import lookup
 from sshpin.store import pins

@@ -14,8 +14,6 @@ from sshpin.errors import UnsupportedKeyError, VerificationError
 
 ED25519 = "ssh-ed25519"
 RSA = "ssh-rsa"
-DSA = "ssh-dss"  # never vouched for; parsed only to revoke (``offered_key``)
-CERT_SUFFIX = "-cert-v01@openssh.com"
 ECDSA_CURVES = {
     # key type: (curve name inside the blob, field size in bytes, p, b); a = -3 for all three.
     "ecdsa-sha2-nistp256": (
@@ -50,14 +48,11 @@ SK_ECDSA = "sk-ecdsa-sha2-nistp256@openssh.com"
 KEY_TYPES = frozenset([ED25519, RSA, *ECDSA_CURVES])  # host key types sshpin serves
 SK_TYPES = frozenset([SK_ED25519, SK_ECDSA])  # security keys (FIDO): signing and CA keys only
 SIGNING_KEY_TYPES = KEY_TYPES | SK_TYPES  # SSHSIG signers and certificate authorities
-REVOCABLE_TYPES = SIGNING_KEY_TYPES | {DSA}  # parsed in full when a server offers one
 MARKERS = ("@cert-authority", "@revoked")
 MAX_APPLICATION = 256  # a security key's application string ("ssh:" for ssh-keygen's keys)
 RSA_MIN_BITS = 2048
 RSA_MAX_BITS = 16384
 MAX_BLOB = 4096  # an RSA-16384 blob is about 2 KiB; anything larger is not a host key
-_LOWER_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
-_TYPE_CHARS = _LOWER_ALNUM | frozenset("-.@")
 _B64CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
 
 
@@ -230,12 +225,10 @@ def decode_base64(text: str) -> bytes:
     return blob
 
 
-def parse_blob(
-    blob: bytes, types: frozenset[str] = KEY_TYPES, rsa_min_bits: int = RSA_MIN_BITS
-) -> "HostKey":
+def parse_blob(blob: bytes, types: frozenset[str] = KEY_TYPES) -> "HostKey":
     """Validate a wire-format public key blob of one of ``types`` (by default the host key
     types); raise VerificationError naming the problem, UnsupportedKeyError for a well-formed
-    blob of another type (or an RSA key shorter than ``rsa_min_bits``)."""
+    blob of another type."""
     if len(blob) == 51 and blob.startswith(_ED25519_PREFIX) and ED25519 in types:
         return HostKey(ED25519, blob)  # the common case, fully checked by length and prefix
     if len(blob) > MAX_BLOB:
@@ -259,18 +252,14 @@ def parse_blob(
             n = reader.mpint()
             if exponent < 3 or not exponent & 1:
                 raise ValueError("bad RSA public exponent")
-            if n.bit_length() < rsa_min_bits:
+            if n.bit_length() < RSA_MIN_BITS:
                 raise UnsupportedKeyError(
-                    f"RSA key of {n.bit_length()} bits refused (minimum {rsa_min_bits})"
+                    f"RSA key of {n.bit_length()} bits refused (minimum {RSA_MIN_BITS})"
                 )
             if n.bit_length() > RSA_MAX_BITS or not n & 1:
                 raise ValueError("bad RSA modulus")
             if exponent >= n:
                 raise ValueError("RSA public exponent is not smaller than the modulus")
-        elif key_type == DSA:
-            p_, q, g, y = (reader.mpint() for _ in range(4))
-            if not (q < p_ and 1 < g < p_ and 1 < y < p_ and p_ & 1 and q & 1):
-                raise ValueError("bad DSA parameters")
         else:
             curve, size, p, b = ECDSA_CURVES[
                 "ecdsa-sha2-nistp256" if key_type == SK_ECDSA else key_type
@@ -293,36 +282,6 @@ def parse_blob(
     except ValueError as e:
         raise VerificationError(f"malformed {key_type} key: {e}") from e
     return HostKey(key_type, blob)
-
-
-def offered_key(blob: bytes) -> "HostKey | None":
-    """The key a server offered (ssh's ``%K``), to name in an ``@revoked`` line; None for a
-    blob that is no well-formed public key, or a certificate.
-
-    No policy here: the keys sshpin never vouches for (DSA, short RSA, security keys, a type
-    it does not know) are exactly the stale ones to refuse. The type is the blob's own,
-    a strict name (``[a-z0-9][a-z0-9.@-]*``, at most 64 characters) that can hold no space,
-    newline or marker; the line's base64 is encoded again from the blob. A type parsed here
-    (``REVOCABLE_TYPES``) must parse in full; another one is taken as ssh gave it, as its
-    name and blob are all the line holds."""
-    try:
-        key_type = WireReader(blob).string().decode("ascii")
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not (
-        0 < len(key_type) <= 64
-        and _TYPE_CHARS.issuperset(key_type)
-        and key_type[0] in _LOWER_ALNUM
-        and not key_type.endswith(CERT_SUFFIX)
-        and len(blob) <= MAX_BLOB
-    ):
-        return None
-    if key_type not in REVOCABLE_TYPES:
-        return HostKey(key_type, blob)
-    try:
-        return parse_blob(blob, REVOCABLE_TYPES, rsa_min_bits=0)
-    except VerificationError:  # UnsupportedKeyError too, which no type here can raise
-        return None
 
 
 def _unsupported(key_type: str) -> str:
@@ -409,10 +368,13 @@ def parse_key_line(
     return KeyLine(marker, hosts, parse_blob(blob, types), " ".join(fields[rest:]))
 
 
+_TYPE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-.@")
+
+
 def _looks_like_type(field: str) -> bool:
     return (
         field in SIGNING_KEY_TYPES
-        or field == DSA
+        or field == "ssh-dss"
         or ("-" in field and _TYPE_CHARS.issuperset(field) and not field.startswith("-"))
     )
 

@@ -80,7 +80,8 @@ The OpenSSH KnownHostsCommand hook. In ssh_config:
     KnownHostsCommand /path/to/sshpin known-hosts %I %H %t %K %k %p
 
 Prints known_hosts lines with the authentic keys of HOST when a configured provider vouches
-for it, nothing for any other host. Exits 0 except for a malformed command line (1).
+for it, nothing for any other host; a KEY it does not vouch for is printed @revoked too.
+Exits 0 except for a malformed command line (1).
 """
 
 

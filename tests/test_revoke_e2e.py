@@ -35,6 +35,7 @@ def test_a_stale_line_does_not_let_another_key_in(ssh: SSH, keys: Keys) -> None:
     assert "must-not-run" not in refused.stdout
     assert "REVOKED" in refused.stderr
     assert "Host key verification failed" in refused.stderr
+    assert "vouches for capsul-test1 (told to ssh as revoked, whatever your" in refused.stderr
     ssh.sshd.restart([keys.host])
     again = ssh.ssh("echo", "real-again")
     assert again.returncode == 0, again.stderr

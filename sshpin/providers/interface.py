@@ -107,6 +107,8 @@ def unknown_key(query: Query, entry: HostEntry, provider: str, subject: str) -> 
         return
     say(
         query.token,
-        f"the server's key {shown} is not one provider {provider!r} vouches for {subject}",
-        "compare with the provider's records; 'sshpin cache refresh' after a rebuild",
+        f"the server's key {shown} is not one provider {provider!r} vouches for {subject}"
+        " (told to ssh as revoked, whatever your known_hosts holds)",
+        "compare with the provider's records; 'sshpin cache refresh' after a rebuild; "
+        "'sshpin doctor' lists stale known_hosts lines",
     )

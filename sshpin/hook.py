@@ -4,6 +4,8 @@ connection, as ``known-hosts %I %H %t %K %k %p`` (older snippets: ``%I %H %t %K`
 ssh runs it through ``KnownHostsCommand`` (up to three times per connection). Its rules:
 - stdout carries only known_hosts lines, each rebuilt from parsed key bytes;
 - an unmanaged host: nothing printed, exit 0, no network, no lock;
+- a server key (``%K``) that the provider or a pin does not vouch for, among other keys it
+  does: printed ``@revoked`` as well, so that no stale line in another file lets it in;
 - a managed host with no authentic keys: one line on stderr, nothing printed, exit 0 (ssh then
   falls back to the user's own known_hosts; a non-zero exit would lock them out);
 - exit 1 only for a malformed command line, a configuration bug to surface at once;
@@ -79,7 +81,8 @@ The OpenSSH KnownHostsCommand hook. In ssh_config:
     KnownHostsCommand /path/to/sshpin known-hosts %I %H %t %K %k %p
 
 Prints known_hosts lines with the authentic keys of HOST when a configured provider vouches
-for it, nothing for any other host. Exits 0 except for a malformed command line (1).
+for it, nothing for any other host; a KEY it does not vouch for is printed @revoked too.
+Exits 0 except for a malformed command line (1).
 """
 
 
@@ -148,7 +151,7 @@ def _expired(signum: int, frame: object) -> None:
 
 def _answer(query: "Query") -> list[str] | Exception:
     try:
-        return lookup(query).lines(query.token)
+        return lookup(query).lines(query.token, query.want)
     except Exception as e:  # handled by main, once the deadline is cancelled
         return e
 

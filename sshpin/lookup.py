@@ -42,12 +42,29 @@ class Answer:
         self.entry = entry
         self.by_alias = False  # answered for the host ``%k`` names, not for ``%H``
 
-    def lines(self, token: str) -> list[str]:
-        """The known_hosts lines, host field ``token``: the pin's, then the provider's."""
+    def lines(self, token: str, offered: bytes | None = None) -> list[str]:
+        """The known_hosts lines, host field ``token``: the pin's, then the provider's, then
+        ``@revoked`` for ``offered`` (``%K``) when ``refuses`` it (core/offered.py)."""
         out = self.pin.lines(token) if self.pin else []
         if self.entry is not None:
             out += [line for line in self.entry.lines(token) if line not in out]
+        if offered is not None and self.refuses(offered):
+            from sshpin.core.offered import revoked_line
+
+            out += revoked_line(offered, token, out)
         return out
+
+    def refuses(self, offered: bytes) -> bool:
+        """Do the pin or the provider vouch for plain keys of the host, not ``offered``?"""
+        # Then ssh is told it is revoked: the provider's word (or the pin's) outranks a stale
+        # line in the user's own known_hosts, which ssh would otherwise accept. Certificate
+        # authorities alone vouch for no plain key (a CA says nothing of another sshd at the
+        # name); nothing vouched, nothing refused.
+        keys = (self.pin.keys if self.pin else []) + (self.entry.keys if self.entry else [])
+        for key in keys:
+            if key.blob == offered:
+                return False
+        return bool(keys)
 
 
 def lookup(query: "Query", fetch: bool = True) -> "Answer":

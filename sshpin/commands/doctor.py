@@ -191,6 +191,12 @@ def run(ssh_config: str, explicit: bool, check_providers: bool = True) -> list[C
         checks.append(Check("cache", False, str(e), f"chmod 700 {cache}, or remove it"))
     except OSError as e:
         checks.append(Check("cache", False, f"{cache}: {e.strerror}", "check its parent"))
+
+    if cfg is not None:  # from the cache and pins only: local, --offline included
+        from sshpin.commands.stale import stale_lines
+
+        default = f"{real_home()}/.ssh/known_hosts"
+        checks += stale_lines(_user_known_hosts(ssh, ssh_config, explicit), cfg, default)
     return checks
 
 
@@ -204,6 +210,17 @@ def _hook_and_strict(seen: dict[str, str], hook: str, proxy: str, legacy: bool) 
     if not ok:
         return "proxycommand" if legacy else "knownhostscommand"
     return None if seen.get("stricthostkeychecking") == "true" else "stricthostkeychecking"
+
+
+def _user_known_hosts(ssh: str, ssh_config: str, explicit: bool) -> list[str]:
+    """The user's known_hosts files as ssh reads them (``ssh -G``), sshpin's managed one not
+    among them; ssh's defaults when ssh cannot tell."""
+    try:
+        files = _expanded(effective(ssh, ssh_config, explicit, "sshpin-doctor.invalid"))
+    except SshpinError:
+        files = []
+    files = files or [f"{real_home()}/.ssh/known_hosts", f"{real_home()}/.ssh/known_hosts2"]
+    return [f for f in files if f != managed_known_hosts()]
 
 
 def capsul_blocks(text: str) -> list[tuple[str, str]]:

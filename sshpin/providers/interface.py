@@ -93,7 +93,7 @@ class Provider(ABC):
 
 def unknown_key(query: Query, entry: HostEntry, provider: str, subject: str) -> None:
     """Say, once, that the server's key is not one the provider vouches for, and what to do.
-    (What ssh then does depends on the user's own known_hosts: sshpin does not claim it.)"""
+    (The hook then names it ``@revoked`` to ssh: lookup.Answer.lines.)"""
     from sshpin.core.keys import parse_blob
     from sshpin.errors import VerificationError, say
 
@@ -107,6 +107,8 @@ def unknown_key(query: Query, entry: HostEntry, provider: str, subject: str) -> 
         return
     say(
         query.token,
-        f"the server's key {shown} is not one provider {provider!r} vouches for {subject}",
-        "compare with the provider's records; 'sshpin cache refresh' after a rebuild",
+        f"the server's key {shown} is not one provider {provider!r} vouches for {subject}"
+        " (told to ssh as revoked, whatever your known_hosts holds)",
+        "compare with the provider's records; 'sshpin cache refresh' after a rebuild; "
+        "'sshpin doctor' lists stale known_hosts lines",
     )

@@ -138,6 +138,7 @@ def test_a_304_does_not_revive_an_expired_document(
     victim: Pin, provider: ReferenceServer, keys: Keys
 ) -> None:
     now = time.time()
+    provider.api.honour_host = False  # the listing (a cold miss asks ?host=): a document
     provider.api.generated_at = iso(now - 60)  # fixed body: the server answers 304 to its ETag
     assert served(victim, keys) == ""
     shift_cached_expiry(victim, now - 1)  # the document's own expiry has passed since
@@ -149,6 +150,7 @@ def test_a_304_does_not_revive_an_expired_document(
 def test_a_held_lock_does_not_serve_an_expired_cache(
     victim: Pin, provider: ReferenceServer, keys: Keys
 ) -> None:
+    provider.api.honour_host = False  # the listing (a cold miss asks ?host=): a document
     assert served(victim, keys) == ""
     shift_cached_expiry(victim, time.time() - 1)
     lock = victim.cache / "capsul" / "lock"
@@ -214,12 +216,18 @@ def test_a_pinned_account_added_later_makes_the_cache_unusable(
     assert key_args(keys, keys.forged)[1] not in done.stdout
 
 
-def test_cached_entries_carry_expiry_and_trust(victim: Pin, keys: Keys) -> None:
-    served(victim, keys)
+def test_cached_entries_carry_expiry_and_trust(
+    victim: Pin, provider: ReferenceServer, keys: Keys
+) -> None:
+    served(victim, keys)  # a cold miss: one ?host= answer, its floor the capsul's
     entry = (victim.cache / "capsul" / "hosts" / HOST).read_text()
     assert "\nexpires " in entry and "\ntrust " in entry
     newest = json.loads((victim.cache / "capsul" / "newest.json").read_text())
-    assert list(newest) == [f"account alice@example.org {signer_fp(victim)}"]
+    capsul = entry.split("\ncapsul ", 1)[1].split("\n", 1)[0]
+    assert list(newest) == [f"capsul {capsul} {signer_fp(victim)}"]
+    assert victim.run("cache", "refresh", "--all").returncode == 0  # the listing: the account's
+    newest = json.loads((victim.cache / "capsul" / "newest.json").read_text())
+    assert f"account alice@example.org {signer_fp(victim)}" in newest
 
 
 def signer_fp(pin: Pin) -> str:

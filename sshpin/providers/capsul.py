@@ -29,7 +29,7 @@ from sshpin.errors import (
 from sshpin.providers.interface import Provider, Row, unknown_key
 from sshpin.providers.matching import lookup_term, resolve
 from sshpin.store.cachedir import ProviderCache
-from sshpin.store.entries import HostEntry, fresh, servable
+from sshpin.store.entries import HostEntry, document_mtime, fresh, servable
 from sshpin.trust.document import Capsul, Document, Listing, ListingWriter
 from sshpin.trust.obtain import Fetch, ago, obtain
 
@@ -105,7 +105,7 @@ class CapsulProvider(Provider):
         if current and derived is not None and derived.has(want):
             self._save(derived)
             return derived
-        if self.store.paged() or header is None:
+        if self.store.paged() or (header is None and not self._by_name(host)):
             # paged, or a cold miss (no listing cached): ask ?host= first; a server that
             # ignores it answers its whole listing, filtered (and kept) by fetch_lookup
             if current and derived is not None:
@@ -131,12 +131,25 @@ class CapsulProvider(Provider):
             unknown_key(query, derived, self.name, derived.capsul)
         return derived
 
+    def _by_name(self, host: str) -> bool:
+        """A host only DNS can match (no capsul id, alias or address literal): its cold miss
+        still fetches the listing's first page, whose match by DNS is bounded
+        (providers/matching.py ``resolve``), until the ``?host=`` term's lookup is too."""
+        from sshpin.core.names import ip_literal, is_capsul_id
+
+        return not is_capsul_id(host) and host not in self.cfg.aliases and not ip_literal(host)
+
     def _looked_up(self, query: Query) -> HostEntry:
         """A cold miss, or any miss of a paged provider: one ``?host=`` lookup through
         ``obtain``."""
         host, now = query.host, time.time()
         cached = self._cached_entry(host)
         current = cached is not None and fresh(cached.fetched_at, cached.expires, self.cfg.ttl, now)
+        if current and cached is not None and cached.has(query.want):
+            newer = document_mtime(self.root, self.name)  # as the cached path asks (entries.ask)
+            if newer is None or newer <= cached.fetched_at + 0.001:
+                log(host, "another sshpin fetched since this one looked; using its result")
+                return cached  # a hit now: not an unknown key, no refetch
         lookup = LookupFetch(self, host, query.token)
         entry = obtain(lookup, self.store, self.cfg, mismatch=host if current else None)
         if not entry.has(query.want):

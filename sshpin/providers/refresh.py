@@ -22,6 +22,7 @@ removes the temporary files: the cache stays byte for byte as it was.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from sshpin.errors import ConfigError, ProviderError, log, say
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from sshpin.trust.document import Document
 
 BATCH = 64  # host entries derived again per hold of the provider's lock
+STAGED_AGE = 86400.0  # a refresh's temporary files older than this were left by a killed one
 
 
 def refresh_listing(
@@ -53,6 +55,7 @@ def refresh_listing(
                 f"{what}: another 'sshpin cache refresh' of it is running",
                 "wait for it to finish; its listing is used once it is done",
             )
+        store.sweep_staged(STAGED_AGE, time.time())  # a refresh killed midway: its files
         previous = documents.read()
         log(documents.subject, "fetching the listing (aside; ssh is not held up)")
         item = documents.fetch(previous)

@@ -140,6 +140,22 @@ class ProviderCache:
             os.close(fd)
         return tmp, stamp
 
+    def sweep_staged(self, older_than: float, now: float) -> None:
+        """Remove what a refresh killed midway left behind (a listing's temporary index and
+        document), once older than any refresh that may still be writing it."""
+        try:
+            names = os.listdir(self.dir)
+        except OSError:
+            return
+        for name in names:
+            if name.startswith(".tmp.") and name.endswith((".cdb", ".json")):
+                path = os.path.join(self.dir, name)
+                try:
+                    if now - os.lstat(path).st_mtime > older_than:
+                        os.unlink(path)
+                except OSError:
+                    pass
+
     def install_document(self, staged: str) -> None:
         """Rename a staged document over document.json (readers see the old or the new)."""
         try:
@@ -260,7 +276,11 @@ class ProviderCache:
         hook never takes it (it takes ``lock``, which a refresh holds only for its swap)."""
         from sshpin.store.locks import FetchLock
 
-        return FetchLock(os.path.join(self._ensure(), "refresh.lock"), 0.0)
+        try:
+            directory = self._ensure()
+        except OSError:
+            directory = self.dir  # cannot be made (a read-only cache): FetchLock says so
+        return FetchLock(os.path.join(directory, "refresh.lock"), 0.0)
 
     def lock(self, timeout: float) -> FetchLock:  # imported only past a hit
         """The provider's fetch lock, as a context manager (see FetchLock)."""

@@ -229,6 +229,24 @@ def test_a_refresh_failing_midway_leaves_the_cache_exactly_as_it_was(
     assert snapshot(pin.cache) == before and leftovers(pin) == []
 
 
+def test_what_a_killed_refresh_left_behind_is_removed_by_the_next(
+    pin: Pin, provider: ReferenceServer
+) -> None:
+    import os
+
+    fleet(pin, provider, 250, page=100)
+    assert pin.run("cache", "refresh", "--all").returncode == 0
+    old, recent = (
+        pin.cache / "capsul" / ".tmp.1.dead.cdb",
+        pin.cache / "capsul" / ".tmp.2.live.json",
+    )
+    for path in (old, recent):
+        path.write_bytes(b"x" * 4096)
+    os.utime(old, (time.time() - 2 * 86400, time.time() - 2 * 86400))
+    assert pin.run("cache", "refresh", "--all").returncode == 0
+    assert leftovers(pin) == [recent.name]  # one another refresh may still be writing stays
+
+
 def test_two_refreshes_do_not_run_at_once_and_the_hook_waits_on_neither(
     pin: Pin, provider: ReferenceServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

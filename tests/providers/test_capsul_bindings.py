@@ -183,10 +183,13 @@ def test_rollback_is_refused_even_after_the_cache_is_cleared(
 ) -> None:
     provider.api.generated_at = iso(time.time() - 3600)
     assert served(victim, keys) == ""
+    assert victim.run("cache", "refresh", "--all").returncode == 0  # the account's floor
     assert victim.run("cache", "clear", "--all").returncode == 0
     provider.api.generated_at = iso(time.time() - 7200)  # an older, validly signed document
     attacker_serves_forged(provider, keys)
-    refused(victim, keys, "refused as a rollback")
+    refused(victim, keys, "refused as a rollback")  # the hook's lookup (the lookup's floor)
+    done = victim.run("cache", "refresh", "--all")  # the listing (the listing's floor)
+    assert done.returncode != 0 and "refused as a rollback" in done.stderr, done.stderr
 
 
 # -- trust changes -------------------------------------------------------------------------

@@ -249,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     q = cache_sub.add_parser(
         "refresh",
         help="fetch now from the provider of HOST (or every provider) and report changes",
-        description="Fetches now, stores the result, records and reports key changes.",
+        description="Fetches now, stores the result, records and reports key changes. The "
+        "listing is built aside and swapped in at once: ssh never waits on a refresh.",
     )
     _host_or_all(q)
     q.set_defaults(func=lambda ns: _inspect("refresh", ns))

@@ -40,6 +40,7 @@ class CapsulAPI:
         self.extra_headers: dict[str, str] = {}
         self.body_override: bytes | None = None
         self.delay = 0.0
+        self.page_delay = 0.0  # seconds before each later page (?page_token=): a slow listing
         self.generated_at: str | None = None
         self.api_url: str | None = None  # the "api" binding; ReferenceServer sets its own URL
         self.expires: str | None = None  # default: generated_at + 7 days
@@ -147,6 +148,8 @@ class CapsulAPI:
         """The body for ``?host=`` / ``?page_token=`` (None: absent), and the page's number
         (for the faults), or raise LookupError for a token that names no page."""
         with self.lock:
+            if token is None and self.faults.get("first_is_last"):
+                host = None  # the last page answers the first request (a lookup's too)
             if host is None and token is None and self.faults.get("first_is_lookup"):
                 host = str(self.faults["first_is_lookup"])  # a lookup's answer, replayed
             selected = self._selected(host)
@@ -313,6 +316,8 @@ class _Handler(BaseHTTPRequestHandler):
                     api.status_override = api.override_count = None
         if delay:
             time.sleep(delay)
+        if api.page_delay and query.get("page_token"):
+            time.sleep(api.page_delay)
         if override is not None:
             self._send(override, b"{}", {"Content-Type": "application/json", **api.extra_headers})
             return

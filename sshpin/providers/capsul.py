@@ -29,7 +29,7 @@ from sshpin.errors import (
 from sshpin.providers.interface import Provider, Row, unknown_key
 from sshpin.providers.matching import lookup_term, resolve
 from sshpin.store.cachedir import ProviderCache
-from sshpin.store.entries import HostEntry, fresh, servable
+from sshpin.store.entries import HostEntry, document_mtime, fresh, servable
 from sshpin.trust.document import Capsul, Document, Listing, ListingWriter
 from sshpin.trust.obtain import Fetch, ago, obtain
 
@@ -105,7 +105,9 @@ class CapsulProvider(Provider):
         if current and derived is not None and derived.has(want):
             self._save(derived)
             return derived
-        if self.store.paged():
+        if self.store.paged() or (header is None and not self._by_name(host)):
+            # paged, or a cold miss (no listing cached): ask ?host= first; a server that
+            # ignores it answers its whole listing, filtered (and kept) by fetch_lookup
             if current and derived is not None:
                 self._save(derived)  # fresh: an unknown key refetches at most once per 30 s
             return self._looked_up(query)
@@ -129,11 +131,25 @@ class CapsulProvider(Provider):
             unknown_key(query, derived, self.name, derived.capsul)
         return derived
 
+    def _by_name(self, host: str) -> bool:
+        """A host only DNS can match (no capsul id, alias or address literal): its cold miss
+        still fetches the listing's first page, whose match by DNS is bounded
+        (providers/matching.py ``resolve``), until the ``?host=`` term's lookup is too."""
+        from sshpin.core.names import ip_literal, is_capsul_id
+
+        return not is_capsul_id(host) and host not in self.cfg.aliases and not ip_literal(host)
+
     def _looked_up(self, query: Query) -> HostEntry:
-        """A cold miss of a paged provider: one ``?host=`` lookup through ``obtain``."""
+        """A cold miss, or any miss of a paged provider: one ``?host=`` lookup through
+        ``obtain``."""
         host, now = query.host, time.time()
         cached = self._cached_entry(host)
         current = cached is not None and fresh(cached.fetched_at, cached.expires, self.cfg.ttl, now)
+        if current and cached is not None and cached.has(query.want):
+            newer = document_mtime(self.root, self.name)  # as the cached path asks (entries.ask)
+            if newer is None or newer <= cached.fetched_at + 0.001:
+                log(host, "another sshpin fetched since this one looked; using its result")
+                return cached  # a hit now: not an unknown key, no refetch
         lookup = LookupFetch(self, host, query.token)
         entry = obtain(lookup, self.store, self.cfg, mismatch=host if current else None)
         if not entry.has(query.want):
@@ -298,25 +314,15 @@ class CapsulProvider(Provider):
         derived from it again; a paged provider without ``all_pages``: a lookup per cached
         host (or the one asked about)."""
         if self.all_pages or not self.store.paged():
-            documents = DocumentFetch(self, all_pages=self.all_pages)
-            try:
-                doc = obtain(documents, self.store, self.cfg, force=True)
+            from sshpin.providers.refresh import refresh_listing
+
+            try:  # aside, then swapped in: the hook never waits on it (providers/refresh.py)
+                doc, records = refresh_listing(self, DocumentFetch(self, all_pages=self.all_pages))
             except NeedsLookup:
                 pass
             else:
-                listing = self.listing() if doc.pages > 1 else None
-                try:
-                    for cached in self.store.hosts():
-                        derived = self._derive_quiet(listing or doc, cached)
-                        if derived is None:
-                            self.store.drop_host(cached)
-                        else:
-                            self.store.write_host(derived)
-                finally:
-                    if listing is not None:
-                        listing.close()
                 self.last_count = doc.count
-                return documents.changed
+                return records
         changed: list[dict[str, object]] = []
         hosts = [host] if host else self.store.hosts()
         for h in hosts:
@@ -612,10 +618,15 @@ class CapsulProvider(Provider):
                     out.append(_record(doc, before, "removed", fps, set()))
         return out
 
-    def fetch_lookup(self, host: str, previous: HostEntry | None, now: float) -> HostEntry:
+    def fetch_lookup(
+        self, host: str, previous: HostEntry | None, now: float
+    ) -> tuple[HostEntry, Document | None]:
         """``GET /capsuls?host=H``: one host's entry, verified as any document, then filtered
         here (a server may ignore the parameter), and never older than what was accepted for
-        that capsul (or the account's listing) from the same signing key."""
+        that capsul (or the account's listing) from the same signing key. And the whole
+        listing, when the server ignored ``?host=`` and answered it all (no ``host``, no
+        ``next_page_token``): to keep as the listing, as its first fetch would have."""
+        import copy
         from urllib.parse import quote
 
         aliases, dns = self.cfg.aliases, bool(self.cfg.get("resolve_dns"))
@@ -627,16 +638,24 @@ class CapsulProvider(Provider):
             doc = self._page(s, f"{self.url}?host={quote(term, safe='')}", None, now, False,
                              host=term)  # fmt: skip
         mine = [c for c in doc.capsuls if c.matches(term)]
+        # a lookup answer names its host; without, the server ignored ?host=: its listing
+        whole = doc if not doc.host and not doc.next_page else None  # never a page of it
+        if not doc.host and doc.next_page:
+            try:
+                self.store.mark_paged()
+            except OSError:
+                pass  # best effort: the next cold miss sees the pages again
         if not mine and doc.next_page:
             raise ProviderError(
                 f"{what} pages its listing but ignores ?host=: {term} is not on the first page",
                 f"'sshpin cache refresh --all' fetches every page of provider {self.name!r}",
             )
-        if not mine and doc.capsuls:
+        if not mine and doc.capsuls and doc.host:
             others = ", ".join(c.id for c in doc.capsuls[:3])
             raise VerificationError(
                 f"{what}: lookup for {term} answered with another host's capsul ({others}): refused"
             )
+        doc = copy.copy(doc)
         doc.capsuls = mine
         entry = self.derive(doc, host)
         if doc.signed:
@@ -652,7 +671,7 @@ class CapsulProvider(Provider):
                     f"is older than one already accepted ({_iso(floor)}): refused as a rollback"
                 )
         self.record_newest(doc, f"capsul {entry.capsul}")  # (and the account, if none is known)
-        return entry
+        return entry, whole
 
     @property
     def api_url(self) -> str:
@@ -884,15 +903,24 @@ class LookupFetch(Fetch[HostEntry]):
         self.host = host
         self.subject = subject or host
         self.changed: list[dict[str, object]] = []
+        self.listing: DocumentFetch | None = None
+        self.whole: Document | None = None
 
     def read(self) -> HostEntry | None:
         return self.provider._cached_entry(self.host)
 
     def fetch(self, previous: HostEntry | None) -> HostEntry:
-        return self.provider.fetch_lookup(self.host, previous, time.time())
+        entry, whole = self.provider.fetch_lookup(self.host, previous, time.time())
+        self.listing = DocumentFetch(self.provider, self.subject) if whole is not None else None
+        self.whole = whole
+        return entry
 
     def changes(self, item: HostEntry, previous: HostEntry | None) -> list[dict[str, object]]:
         from sshpin.store.history import history_record
+
+        if self.listing is not None and self.whole is not None:  # kept as the listing
+            self.changed = self.listing.changes(self.whole, self.listing.read())
+            return self.changed
 
         new = {k.sha256() for k in item.keys}
         if previous is not None and previous.capsul == item.capsul:
@@ -908,6 +936,8 @@ class LookupFetch(Fetch[HostEntry]):
         return self.changed
 
     def write(self, item: HostEntry) -> None:
+        if self.listing is not None and self.whole is not None:
+            self.listing.write(self.whole)  # the whole listing a server ignoring ?host= sent
         self.provider.store.write_host(item)
 
 

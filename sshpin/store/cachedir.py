@@ -11,7 +11,8 @@ Layout, under the cache dir (0700, owner only)::
     <provider>/paged                present once the provider was seen to page its listing
     <provider>/hosts/<host>         one small text entry per host ssh asked about
     <provider>/mismatch/<host>      its mtime: the last refetch caused by an unknown key
-    <provider>/lock                 advisory lock held while fetching
+    <provider>/lock                 advisory lock held while fetching (a refresh: its swap only)
+    <provider>/refresh.lock         held by ``sshpin cache refresh`` for its whole fetch
 
 A cached hit reads one host entry: O(1) in the number of cached hosts. Host entries are derived
 from the document (which they copy the fetch time of), so a new document makes every entry
@@ -107,17 +108,61 @@ class ProviderCache:
     def document_stamp(self) -> bytes | None:
         """Which document.json is cached (inode, size, mtime): the listing's index names the
         one it was built for, so an index left behind by a crash or a rewrite is not used."""
-        try:
-            st = os.stat(self.document_path)
-        except OSError:
-            return None
-        return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}".encode()
+        return _stamp(self.document_path)
 
     def write_document(self, data: bytes, fetched_at: float) -> None:
         self._ensure()
         atomic_write(self.document_path, data)
         # Host entries are compared with this mtime (see HostEntry.derived_current).
         os.utime(self.document_path, (fetched_at, fetched_at))
+
+    def stage_document(self, data: bytes, fetched_at: float) -> tuple[str, bytes]:
+        """The next document.json, written aside (a temporary file in the provider's dir,
+        fsynced, its mtime the fetch time): (its path, the stamp it will have once renamed,
+        which keeps inode, size and mtime). ``install_document`` renames it into place."""
+        directory = self._ensure()
+        tmp = os.path.join(directory, f".tmp.{os.getpid()}.{os.urandom(4).hex()}.json")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)  # fmt: skip
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+            os.utime(fd, (fetched_at, fetched_at))
+            stamp = _stamp(tmp)
+            if stamp is None:
+                raise OSError(f"{tmp}: gone as it was written")
+        except BaseException:
+            unstage(tmp)
+            raise
+        finally:
+            os.close(fd)
+        return tmp, stamp
+
+    def sweep_staged(self, older_than: float, now: float) -> None:
+        """Remove what a refresh killed midway left behind (a listing's temporary index and
+        document), once older than any refresh that may still be writing it."""
+        try:
+            names = os.listdir(self.dir)
+        except OSError:
+            return
+        for name in names:
+            if name.startswith(".tmp.") and name.endswith((".cdb", ".json")):
+                path = os.path.join(self.dir, name)
+                try:
+                    if now - os.lstat(path).st_mtime > older_than:
+                        os.unlink(path)
+                except OSError:
+                    pass
+
+    def install_document(self, staged: str) -> None:
+        """Rename a staged document over document.json (readers see the old or the new)."""
+        try:
+            os.replace(staged, self.document_path)
+        except BaseException:
+            unstage(staged)
+            raise
 
     def drop_document(self) -> bool:
         dropped = False
@@ -226,6 +271,17 @@ class ProviderCache:
         self._ensure()
         atomic_write(self.newest_path, json.dumps(data, sort_keys=True).encode())
 
+    def refresh_lock(self) -> FetchLock:
+        """Held by ``sshpin cache refresh`` for its whole fetch, so two do not run at once; the
+        hook never takes it (it takes ``lock``, which a refresh holds only for its swap)."""
+        from sshpin.store.locks import FetchLock
+
+        try:
+            directory = self._ensure()
+        except OSError:
+            directory = self.dir  # cannot be made (a read-only cache): FetchLock says so
+        return FetchLock(os.path.join(directory, "refresh.lock"), 0.0)
+
     def lock(self, timeout: float) -> FetchLock:  # imported only past a hit
         """The provider's fetch lock, as a context manager (see FetchLock)."""
         from sshpin.store.locks import FetchLock
@@ -235,3 +291,18 @@ class ProviderCache:
         except OSError:
             directory = self.dir  # cannot be made (a read-only cache): FetchLock says so
         return FetchLock(os.path.join(directory, "lock"), timeout)
+
+
+def _stamp(path: str) -> bytes | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}".encode()
+
+
+def unstage(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -59,6 +59,12 @@ class Writer:
 
     def commit(self, mtime: float | None = None) -> None:
         """Write the tables and header, fsync, and rename over ``path``."""
+        self.finish(mtime)
+        self.install()
+
+    def finish(self, mtime: float | None = None) -> None:
+        """Write the tables and header and fsync: the file is whole, still aside (``install``
+        renames it over ``path``; ``abort`` removes it)."""
         try:
             buckets: list[list[int]] = [[] for _ in range(256)]
             for i, h in enumerate(self.hashes):
@@ -86,6 +92,13 @@ class Writer:
             self.file.close()
             if mtime is not None:
                 os.utime(self.tmp, (mtime, mtime))
+        except BaseException:
+            self.abort()
+            raise
+
+    def install(self) -> None:
+        """Rename the finished file over ``path``: readers see the old index or the new one."""
+        try:
             os.replace(self.tmp, self.path)
         except BaseException:
             self.abort()

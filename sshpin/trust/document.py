@@ -479,6 +479,12 @@ class ListingWriter:
 
     def commit(self, header: Document, stamp: bytes) -> None:
         """Make this the index of the document.json whose ``stamp`` is given (written first)."""
+        self.finish(header, stamp)
+        self.writer.install()
+
+    def finish(self, header: Document, stamp: bytes) -> None:
+        """Complete the index of the document.json whose ``stamp`` is given, still aside:
+        ``install`` makes it the cache's listing (``sshpin cache refresh``: under the lock)."""
         saved = header.capsuls
         header.capsuls = []
         try:
@@ -486,7 +492,10 @@ class ListingWriter:
         finally:
             header.capsuls = saved
         self.writer.add(_STAMP, stamp)
-        self.writer.commit()
+        self.writer.finish()
+
+    def install(self) -> None:
+        self.writer.install()
 
     def abort(self) -> None:
         self.writer.abort()

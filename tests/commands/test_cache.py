@@ -28,6 +28,7 @@ def populated(pin: Pin, provider: ReferenceServer, keys: Keys) -> Pin:
     provider.api.add("capsul-test2", [keys.pub(keys.rebuilt)], ipv4="192.0.2.2", name="web")
     done = pin.hook("HOSTNAME", "127.0.0.1", *blob(keys.pub(keys.host)))
     assert done.returncode == 0 and done.stdout
+    assert pin.run("cache", "refresh", "--all").returncode == 0  # and the listing
     return pin
 
 

@@ -209,11 +209,11 @@ def retrust(pin: Pin) -> None:
     assert cfg is not None
     trust = cfg.provider("capsul").get("trust")
     store = ProviderCache(str(pin.cache), "capsul")
-    raw = store.read_document()
-    assert raw is not None
-    doc = Document.from_bytes(raw)
-    doc.trust = trust
-    store.write_document(doc.to_bytes(), doc.fetched_at)
+    raw = store.read_document()  # none after a lookup (a cold miss asks ?host=)
+    if raw is not None:
+        doc = Document.from_bytes(raw)
+        doc.trust = trust
+        store.write_document(doc.to_bytes(), doc.fetched_at)
     for host in store.hosts():
         entry = store.read_host(host)
         assert entry is not None

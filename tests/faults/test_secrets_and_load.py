@@ -67,7 +67,7 @@ def test_200_parallel_cold_hook_calls_make_one_request(
                                 range(200)))  # fmt: skip
     assert [r.stdout for r in results] == [want] * 200
     assert all(r.returncode == 0 and r.stderr == "" for r in results)
-    assert provider.api.count() == 1
+    assert provider.api.count() == 1, provider.api.queries
 
 
 def test_10000_cached_hits_with_the_provider_down_leak_nothing(

@@ -94,6 +94,7 @@ def snapshot(d: Path) -> dict[str, bytes]:
 def test_read_only_cache_dir(
     nobody: Unprivileged, provider: ReferenceServer, keys: Keys, tls: TLS
 ) -> None:
+    provider.api.honour_host = False  # the listing (a cold miss asks ?host=): a document
     provider.api.add("capsul-ro", [keys.pub(keys.host)])
     want = f"capsul-ro {' '.join(keys.pub(keys.host).split()[:2])}\n"
     warm = nobody.hook("ORDER", "capsul-ro")
@@ -150,6 +151,7 @@ def test_dns_failure_for_resolve_dns(
 ) -> None:
     """``resolve_dns`` with no DNS answer: one line naming the DNS failure, quickly; never
     "not a capsul" (which would read as if the name were not the provider's)."""
+    provider.api.honour_host = False  # the listing (a cold miss asks ?host=): a document
     provider.api.add("capsul-dns", [keys.pub(keys.host)], ipv4="192.0.2.7", name="dns")
     pin.write_config(hosts='["capsul-*", "*.example.org"]')
     assert pin.hook("ORDER", "capsul-dns").stdout  # the document is cached

@@ -138,6 +138,7 @@ def test_a_304_does_not_revive_an_expired_document(
     victim: Pin, provider: ReferenceServer, keys: Keys
 ) -> None:
     now = time.time()
+    provider.api.honour_host = False  # the listing (a cold miss asks ?host=): a document
     provider.api.generated_at = iso(now - 60)  # fixed body: the server answers 304 to its ETag
     assert served(victim, keys) == ""
     shift_cached_expiry(victim, now - 1)  # the document's own expiry has passed since
@@ -149,6 +150,7 @@ def test_a_304_does_not_revive_an_expired_document(
 def test_a_held_lock_does_not_serve_an_expired_cache(
     victim: Pin, provider: ReferenceServer, keys: Keys
 ) -> None:
+    provider.api.honour_host = False  # the listing (a cold miss asks ?host=): a document
     assert served(victim, keys) == ""
     shift_cached_expiry(victim, time.time() - 1)
     lock = victim.cache / "capsul" / "lock"
@@ -181,10 +183,13 @@ def test_rollback_is_refused_even_after_the_cache_is_cleared(
 ) -> None:
     provider.api.generated_at = iso(time.time() - 3600)
     assert served(victim, keys) == ""
+    assert victim.run("cache", "refresh", "--all").returncode == 0  # the account's floor
     assert victim.run("cache", "clear", "--all").returncode == 0
     provider.api.generated_at = iso(time.time() - 7200)  # an older, validly signed document
     attacker_serves_forged(provider, keys)
-    refused(victim, keys, "refused as a rollback")
+    refused(victim, keys, "refused as a rollback")  # the hook's lookup (the lookup's floor)
+    done = victim.run("cache", "refresh", "--all")  # the listing (the listing's floor)
+    assert done.returncode != 0 and "refused as a rollback" in done.stderr, done.stderr
 
 
 # -- trust changes -------------------------------------------------------------------------
@@ -214,12 +219,18 @@ def test_a_pinned_account_added_later_makes_the_cache_unusable(
     assert key_args(keys, keys.forged)[1] not in done.stdout
 
 
-def test_cached_entries_carry_expiry_and_trust(victim: Pin, keys: Keys) -> None:
-    served(victim, keys)
+def test_cached_entries_carry_expiry_and_trust(
+    victim: Pin, provider: ReferenceServer, keys: Keys
+) -> None:
+    served(victim, keys)  # a cold miss: one ?host= answer, its floor the capsul's
     entry = (victim.cache / "capsul" / "hosts" / HOST).read_text()
     assert "\nexpires " in entry and "\ntrust " in entry
     newest = json.loads((victim.cache / "capsul" / "newest.json").read_text())
-    assert list(newest) == [f"account alice@example.org {signer_fp(victim)}"]
+    capsul = entry.split("\ncapsul ", 1)[1].split("\n", 1)[0]
+    assert list(newest) == [f"capsul {capsul} {signer_fp(victim)}"]
+    assert victim.run("cache", "refresh", "--all").returncode == 0  # the listing: the account's
+    newest = json.loads((victim.cache / "capsul" / "newest.json").read_text())
+    assert f"account alice@example.org {signer_fp(victim)}" in newest
 
 
 def signer_fp(pin: Pin) -> str:

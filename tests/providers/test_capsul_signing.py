@@ -104,6 +104,7 @@ def test_wrong_namespace_is_refused(
 def test_rollback_and_stale_documents_are_refused(
     signed: Pin, provider: ReferenceServer, keys: Keys
 ) -> None:
+    provider.api.honour_host = False  # the listing (a cold miss asks ?host=): a document
     provider.api.generated_at = iso(time.time() - 3600)
     assert signed.hook("ORDER", "capsul-test1").stdout
     document = signed.cache / "capsul" / "document.json"

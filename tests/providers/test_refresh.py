@@ -133,7 +133,9 @@ def test_a_lookup_made_during_the_refresh_prevails_after_the_swap(
     entry = after.answer(Query("capsul-rebuilt", blob(OLD)), fetch=False)
     assert entry is not None and entry.has(blob(NEW)) and not entry.has(blob(OLD))
     done = pin.hook("HOSTNAME", "capsul-rebuilt", *OLD.split())
-    assert OLD.split()[1] not in done.stdout and NEW.split()[1] in done.stdout, done.stderr
+    plain = [line for line in done.stdout.splitlines() if not line.startswith("@revoked ")]
+    assert NEW.split()[1] in done.stdout and OLD.split()[1] not in "".join(plain), done.stderr
+    assert f"@revoked capsul-rebuilt {OLD.split()[0]} {OLD.split()[1]}" in done.stdout
     assert leftovers(pin) == []
 
 

@@ -38,8 +38,11 @@ def cmd_check(
 ) -> int:
     """One line per check; exit 0 only when every check passes."""
     from sshpin.provider_side.check import check_api, check_url
+    from sshpin.trust.http import require_https
 
     signing = _signing_keys(keys, key_files)
+    if template or url:  # before the token is read: nothing goes out over cleartext
+        require_https(str(template or url), "provider check")
     if template is not None:
         if not host:
             raise UsageError("provider check --url TEMPLATE: give the HOST to check")

@@ -10,6 +10,8 @@ Imported only when a fetch is needed (``import requests`` alone costs about 0.1 
   ``SSL_CERT_FILE``/``SSL_CERT_DIR`` point at, and not certifi's bundle, which requests
   would otherwise add to every context. Verification is never turned off.
 - redirects are refused: a document must come from the URL the user configured.
+- only ``https://`` is ever asked (``require_https``, in ``get`` before anything else): a
+  token or a host's keys never travel in cleartext, whatever URL a command was given.
 - the whole exchange, retries included, must end within ``TOTAL_TIMEOUT``.
 """
 
@@ -122,7 +124,35 @@ def session(ca_bundle: str = "") -> requests.Session:
     s.headers["Accept-Encoding"] = "gzip"  # decoded here, under the cap (``_read_capped``)
     s.max_redirects = 0
     s.mount("https://", _TLSAdapter(tls_context(ca_bundle)))
+    s.mount("http://", _Refused())  # (get refuses first: this is the second lock)
     return s
+
+
+class _Refused(HTTPAdapter):
+    """Where a cleartext request would go: nowhere."""
+
+    def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        raise requests.exceptions.InvalidURL("cleartext http:// is never used")
+
+
+def require_https(url: str, what: str) -> None:
+    """Refuse a URL that is not ``https://`` with a host, before any connection (and so
+    before a token is sent): the one place this is decided for every request sshpin makes."""
+    from urllib.parse import urlsplit
+
+    from sshpin.errors import ConfigError
+
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme.lower() == "https" and bool(parts.hostname)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ConfigError(
+            f"{what}: refusing {url[:120]!a}: not an https:// URL, and a token or host key is "
+            "never sent or taken over cleartext",
+            "give the https:// URL",
+        )
 
 
 class TooLarge(VerificationError):
@@ -185,6 +215,7 @@ def get(
     import signal
     import threading
 
+    require_https(url, what)
     if threading.current_thread() is not threading.main_thread():
         return _get(s, url, headers, max_body, what, allow_404)
     outer = signal.getitimer(signal.ITIMER_REAL)[0]  # the hook's own deadline, if one is set

@@ -24,7 +24,8 @@ from sshpin.lookup import lookup
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing
 REASONS = ("ORDER", "HOSTNAME", "ADDRESS")
-DEADLINE = 25.0  # seconds: above the fetch's own bounds (token 10 s, HTTP 11 s, DNS 5 s)
+DEADLINE = 12.0  # seconds, for one call; one ssh connection's calls share 14 s past a hit
+# (core/connection.py FETCH_BUDGET): ssh waits at most about 15 s however DNS behaves
 USAGE = (
     "usage: sshpin known-hosts REASON HOST [TYPE KEY [ALIAS PORT]]   "
     "(as ssh's %I %H %t %K %k %p; REASON: ORDER, HOSTNAME, ADDRESS)"
@@ -86,59 +87,12 @@ Exits 0 except for a malformed command line (1).
 """
 
 
-SAID_DIR = "said"  # in the cache dir: one empty file per problem said to an ssh connection
-SAID_FOR = 3600.0  # an ssh connection's markers are pruned after this long
-
-
 def first_time(problem: str) -> bool:
-    """Is this the first time this ssh connection hears of ``problem``? ssh runs the hook two
-    or three times per connection (ORDER, HOSTNAME, ADDRESS), each call finding the same
-    problem. The connection is our parent process, an ``ssh``, named by its pid and start
-    time (Linux ``/proc``); a marker in the cache dir records what it was told. Whenever
-    that cannot be told (another parent, no ``/proc``, an unwritable cache), say it."""
-    import hashlib
-    import os
+    """Is this the first time this ssh connection hears of ``problem``? (core/connection.py,
+    imported only when a problem is said)"""
+    from sshpin.core import connection
 
-    from sshpin.core.config import cache_dir
-    from sshpin.core.files import ensure_dir
-
-    parent = os.getppid()
-    try:
-        with open(f"/proc/{parent}/comm", "rb") as f:
-            if f.read().strip() != b"ssh":
-                return True
-        with open(f"/proc/{parent}/stat", "rb") as f:
-            started = f.read().rsplit(b")", 1)[1].split()[19].decode()
-    except (OSError, IndexError, UnicodeDecodeError):
-        return True
-    root = cache_dir()
-    directory = os.path.join(root, SAID_DIR)
-    key = hashlib.sha256(f"{parent}\0{started}\0{problem}".encode()).hexdigest()[:40]
-    try:
-        ensure_dir(root)
-        ensure_dir(directory)
-        os.close(os.open(os.path.join(directory, key), os.O_WRONLY | os.O_CREAT | os.O_EXCL
-                         | os.O_NOFOLLOW, 0o600))  # fmt: skip
-    except FileExistsError:
-        return False
-    except (OSError, SshpinError):
-        return True
-    _prune(directory)
-    return True
-
-
-def _prune(directory: str) -> None:
-    import os
-    import time
-
-    now = time.time()
-    try:
-        for name in os.listdir(directory):
-            path = os.path.join(directory, name)
-            if now - os.lstat(path).st_mtime > SAID_FOR:
-                os.unlink(path)
-    except OSError:
-        pass
+    return connection.first_time(problem)
 
 
 class Deadline(BaseException):
@@ -179,6 +133,26 @@ def answer_within(query: "Query", seconds: float) -> list[str] | Exception:
         _signal.signal(_signal.SIGALRM, previous)
 
 
+def _monotonic() -> float:
+    import time
+
+    return time.monotonic()
+
+
+def _took(started: float) -> str:
+    """The seconds waited, as said: whole when near a whole number (``12``), else one
+    decimal (a connection's second call ends at what is left of its budget)."""
+    took = _monotonic() - started
+    return f"{round(took):d}" if abs(took - round(took)) < 0.3 else f"{took:.1f}"
+
+
+def _hung() -> str:
+    """What the answer was waiting on when time ran out (core/bounded.py ``doing``)."""
+    bounded = sys.modules.get("sshpin.core.bounded")
+    what = bounded.now_doing() if bounded is not None else ""
+    return f", while {what}" if what else ""
+
+
 def main(args: list[str], deadline: float = DEADLINE) -> int:
     if args[:1] in (["-h"], ["--help"]):
         sys.stdout.write(HELP)
@@ -188,12 +162,19 @@ def main(args: list[str], deadline: float = DEADLINE) -> int:
         query = parse_args(args)
     except UsageError as e:
         return report(e, "known-hosts")
+    started = _monotonic()
     try:
         result = answer_within(query, deadline)
     except Deadline:
         # fail closed: nothing on stdout, and no thread or child keeps ssh waiting
-        say(query.token, f"no answer within {deadline:g} s: no keys vouched for")
+        say(query.token, f"no answer within {_took(started)} s{_hung()}: no keys vouched for")
         sys.stderr.flush()
+        bounded = sys.modules.get("sshpin.core.bounded")
+        if bounded is not None:
+            bounded.kill_children()  # a token command the abandoned thread started
+        from sshpin.core import connection
+
+        connection.note(connection.TIMED_OUT)  # this connection's later calls: the cache alone
         import os
 
         os._exit(EXIT_OK)

@@ -6,7 +6,8 @@ One code path for the hook, ``sshpin proxy``, ``cache show``, ``fingerprints`` a
 2. the first provider whose ``hosts`` cover the host; none: the host is not managed;
 3. the cache's one answer for that provider (store/cachedir.py ``ask``): a hit is printed as it
    is, with nothing imported beyond the standard library;
-4. otherwise the provider answers (providers/), fetching through trust/obtain.py when allowed.
+4. otherwise the provider answers (providers/), fetching through trust/obtain.py when allowed,
+   in a thread that the hook's deadline abandons wherever it waits (core/bounded.py).
 
 The cached path imports only cheap standard-library modules; the providers registry (and with
 it requests, cryptography, keyring where a fetch needs them) is imported only past a hit.
@@ -147,9 +148,13 @@ def _from_provider(query: "Query", fetch: bool) -> "Answer":
             return Answer(_why(entry), None, provider.name, entry)
     if fetch:
         full_environment()
+    from sshpin.core.bounded import past_the_hit
     from sshpin.providers import for_config
 
-    entry = for_config(provider, root).answer(query, fetch)
+    def answer(allowed: bool) -> "HostEntry | None":  # past the hit: bounded however it waits
+        return for_config(provider, root).answer(query, allowed)
+
+    entry = past_the_hit(answer, fetch, query.token)
     why = _why(entry) if entry is not None else "managed, but nothing is cached yet"
     return Answer(why, None, provider.name, entry)
 

@@ -105,7 +105,7 @@ class CapsulProvider(Provider):
         if current and derived is not None and derived.has(want):
             self._save(derived)
             return derived
-        if self.store.paged() or (header is None and not self._by_name(host)):
+        if self.store.paged() or header is None:
             # paged, or a cold miss (no listing cached): ask ?host= first; a server that
             # ignores it answers its whole listing, filtered (and kept) by fetch_lookup
             if current and derived is not None:
@@ -130,14 +130,6 @@ class CapsulProvider(Provider):
         if not derived.has(want):
             unknown_key(query, derived, self.name, derived.capsul)
         return derived
-
-    def _by_name(self, host: str) -> bool:
-        """A host only DNS can match (no capsul id, alias or address literal): its cold miss
-        still fetches the listing's first page, whose match by DNS is bounded
-        (providers/matching.py ``resolve``), until the ``?host=`` term's lookup is too."""
-        from sshpin.core.names import ip_literal, is_capsul_id
-
-        return not is_capsul_id(host) and host not in self.cfg.aliases and not ip_literal(host)
 
     def _looked_up(self, query: Query) -> HostEntry:
         """A cold miss, or any miss of a paged provider: one ``?host=`` lookup through

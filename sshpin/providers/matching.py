@@ -24,7 +24,8 @@ class Capsuls(Protocol):
 
 def lookup_term(host: str, aliases: dict[str, str], resolve_dns: bool) -> str | None:
     """What ``?host=`` asks the provider for: the capsul id (an alias's target), the address
-    literal, or the first address DNS gives for a name; None when nothing could match."""
+    literal, or the first address DNS gives for a name (bounded, as ``resolve``); None when
+    nothing could match."""
     if is_capsul_id(host):
         return host
     if host in aliases:
@@ -32,16 +33,8 @@ def lookup_term(host: str, aliases: dict[str, str], resolve_dns: bool) -> str | 
     literal = ip_literal(host)
     if literal is not None or not resolve_dns:
         return literal
-    import socket
-
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except (OSError, UnicodeError):
-        return None
-    addresses = sorted(
-        {a for a in (ip_literal(str(i[4][0]).split("%", 1)[0]) for i in infos) if a},
-        key=lambda a: (":" in a, a),
-    )
+    found = _resolved(host, "the ?host= term")
+    addresses = sorted(found or (), key=lambda a: (":" in a, a))
     return addresses[0] if addresses else None
 
 
@@ -66,17 +59,38 @@ def resolve(
         return (found, "address") if found else None
     if not resolve_dns:
         return None
+    canonical = _resolved(host, "resolve_dns")
+    if canonical is None:
+        return None
+    found = _by_address(doc, canonical)
+    if found is None:
+        return None
+    if len(canonical) > 1 and not canonical <= {found.ipv4, found.ipv6}:
+        raise NoKeysError(f"{host} resolves to addresses of more than one machine")
+    return found, "dns"
+
+
+def _resolved(host: str, why: str) -> set[str] | None:
+    """The addresses DNS gives for ``host`` (canonical literals), within DNS_TIMEOUT: the one
+    name lookup of matching. None when the name does not exist (no capsul is known by it);
+    NoKeysError when DNS gives no answer at all (no resolver, none in time)."""
     import socket
 
-    from sshpin.core.bounded import TimedOut, call
+    from sshpin.core import connection
+    from sshpin.core.bounded import TimedOut, call, doing
 
+    mute = NoKeysError(
+        f"cannot resolve {host} (no answer within {DNS_TIMEOUT:g} s): DNS is needed to match "
+        "it to a capsul"
+    )
+    if connection.noted(f"\0mute dns {host}"):
+        raise mute  # an earlier call of this ssh connection waited for it: not again
+    doing(f"resolving {host} ({why})")
     try:
         infos = call(lambda: socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP), DNS_TIMEOUT)
     except TimedOut:
-        raise NoKeysError(
-            f"cannot resolve {host} (no answer within {DNS_TIMEOUT:g} s): DNS is needed to "
-            "match it to a capsul"
-        ) from None
+        connection.note(f"\0mute dns {host}")
+        raise mute from None
     except socket.gaierror as e:
         if e.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)):
             return None  # the name does not exist: no capsul is known by it
@@ -87,13 +101,7 @@ def resolve(
     except (OSError, UnicodeError):
         return None
     addresses = {str(info[4][0]).split("%", 1)[0] for info in infos}
-    canonical = {a for a in (ip_literal(x) for x in addresses) if a}
-    found = _by_address(doc, canonical)
-    if found is None:
-        return None
-    if len(canonical) > 1 and not canonical <= {found.ipv4, found.ipv6}:
-        raise NoKeysError(f"{host} resolves to addresses of more than one machine")
-    return found, "dns"
+    return {a for a in (ip_literal(x) for x in addresses) if a}
 
 
 def _by_id(doc: Capsuls, capsul_id: str, rule: str) -> tuple[Capsul, str] | None:

@@ -108,6 +108,9 @@ def _run_bounded(argv: list[str]) -> tuple[int, bytes]:
     import signal
     import time
 
+    from sshpin.core import bounded
+
+    bounded.doing("running token_command")
     with subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,
@@ -116,6 +119,7 @@ def _run_bounded(argv: list[str]) -> tuple[int, bytes]:
         process_group=0,
     ) as proc:
         assert proc.stdout is not None
+        bounded.adopt(proc.pid)
         deadline = time.monotonic() + TOKEN_COMMAND_TIMEOUT
         chunks: list[bytes] = []
         size = 0
@@ -144,6 +148,8 @@ def _run_bounded(argv: list[str]) -> tuple[int, bytes]:
                 pass
             proc.wait()
             raise
+        finally:
+            bounded.release(proc.pid)
         return proc.returncode, stdout
 
 
@@ -159,8 +165,9 @@ def keyring_get(provider: str) -> str | None:
         import keyring.errors
     except ImportError:
         return None
-    from sshpin.core.bounded import TimedOut, call
+    from sshpin.core.bounded import TimedOut, call, doing
 
+    doing("reading the token from the OS keyring")
     try:
         value = call(lambda: keyring.get_password(KEYRING_SERVICE, provider), KEYRING_TIMEOUT)
     except TimedOut:

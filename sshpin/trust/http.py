@@ -211,13 +211,30 @@ def get(
 ) -> Response:
     """``_get`` under a hard deadline. requests' read timeout applies to each socket read, so a
     server trickling a byte at a time could hold the caller for ever; in the main thread an
-    interval timer (SIGALRM) ends the whole exchange at TOTAL_TIMEOUT (plus a second)."""
+    interval timer (SIGALRM) ends the whole exchange at TOTAL_TIMEOUT (plus a second), in
+    another thread a daemon thread abandoned at the same bound (core/bounded.py ``call``)."""
     import signal
     import threading
 
     require_https(url, what)
+    from sshpin.core.bounded import doing
+
+    doing(f"waiting for {what} at {_host(url)} (name lookup, connection, TLS, answer)")
     if threading.current_thread() is not threading.main_thread():
-        return _get(s, url, headers, max_body, what, allow_404)
+        # no timer here (the hook's fetch thread): the exchange runs in a thread of its own,
+        # abandoned at the same bound
+        from sshpin.core import connection
+        from sshpin.core.bounded import TimedOut, call, now_doing
+
+        try:
+            return call(lambda: _get(s, url, headers, max_body, what, allow_404),
+                        TOTAL_TIMEOUT + 1.0, "sshpin-http")  # fmt: skip
+        except TimedOut:
+            connection.note(connection.TIMED_OUT)  # the ssh connection's later calls: no wait
+            raise ProviderError(
+                f"{what}: timed out (no whole answer within {TOTAL_TIMEOUT:.0f} s, "
+                f"while {now_doing()})"
+            ) from None
     outer = signal.getitimer(signal.ITIMER_REAL)[0]  # the hook's own deadline, if one is set
     if outer and outer <= TOTAL_TIMEOUT + 1.0:
         return _get(s, url, headers, max_body, what, allow_404)  # that one ends it first
@@ -235,6 +252,12 @@ def get(
         signal.signal(signal.SIGALRM, previous)
         if outer:  # put the outer deadline back, less the time spent here
             signal.setitimer(signal.ITIMER_REAL, max(0.001, outer - (time.monotonic() - started)))
+
+
+def _host(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return str(urlsplit(url).hostname)
 
 
 def _get(
@@ -294,6 +317,9 @@ def _get(
                 return Response(404, {}, b"")
             if status not in (200, 304):
                 raise ProviderError(f"{what}: unexpected HTTP {status}")
+            from sshpin.core.bounded import doing
+
+            doing(f"reading the answer of {what} at {_host(url)}")
             body = _read_capped(r, max_body, deadline, what) if status == 200 else b""
             return Response(status, {k.lower(): v for k, v in r.headers.items()}, body)
         finally:

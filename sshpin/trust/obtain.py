@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from sshpin.core.config import ProviderConfig
     from sshpin.store.cachedir import ProviderCache
 
-LOCK_WAIT = 15.0  # longer than one whole fetch (10 s), so waiters normally get its result
+LOCK_WAIT = 15.0  # longer than one whole fetch (10 s), so waiters normally get its result;
+# in the hook, less: it ends a second before the hook's deadline (core/bounded.py ``within``)
 ANNOUNCED = 3  # key changes announced one by one on stderr; the rest as one summary line
 
 
@@ -100,7 +101,10 @@ def obtain(
         log(what.subject, "another sshpin fetched since this one looked; using its result")
         return cached
     seen = cached.fetched_at if cached is not None else None
-    lock = store.lock(LOCK_WAIT)
+    from sshpin.core.bounded import doing, within
+
+    doing("waiting for another sshpin's fetch (the provider's lock)")
+    lock = store.lock(within(LOCK_WAIT))  # ends before the hook's deadline, to say so
     with lock as locked:
         if lock.problem and force:
             raise ConfigError(f"{lock.problem}: cannot refresh the cache")

@@ -89,6 +89,22 @@ def test_the_first_cold_call_of_a_large_paged_account_asks_host_and_no_page(
     assert provider.api.bytes_sent <= 256 * 1024, provider.api.bytes_sent
 
 
+def test_the_first_cold_call_by_dns_name_asks_host_with_its_address_and_no_page(
+    pin: Pin, provider: ReferenceServer
+) -> None:
+    """A host only DNS matches (``resolve_dns``): the term is the address it resolves to
+    (here from /etc/hosts, no resolver asked); no page of the listing is fetched."""
+    pin.write_config(hosts='["capsul-*", "localhost"]', extra="resolve_dns = true\n")
+    fleet(pin, provider, 100_000)
+    line = generated_key(7)[0]
+    provider.api.add("capsul-local", [line], ipv4="127.0.0.1", ipv6="::1")
+    provider.api.bytes_sent = 0
+    asked = requests_for(provider, lambda: served(pin, 7, name="localhost"))
+    assert asked == ["host=127.0.0.1"], asked
+    assert provider.api.bytes_sent <= 256 * 1024, provider.api.bytes_sent
+    assert not (pin.cache / "capsul" / "document.json").exists()
+
+
 def test_a_lookup_answer_is_never_kept_as_the_listing(pin: Pin, provider: ReferenceServer) -> None:
     # a ?host= answer (it names its host) holds one capsul: kept as the listing, every other
     # capsul of the account would be "not a capsul of the account" from its index

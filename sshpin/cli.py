@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         "user data: 'cache clear' never removes them.",
     )
     cache_sub = p.add_subparsers(title="cache commands", metavar="ACTION")
-    p.set_defaults(func=lambda ns: _missing_action(p))
+    p.set_defaults(func=lambda ns: _missing_action("cache"))
     q = cache_sub.add_parser(
         "list",
         help="one row per cached capsul and pinned host",
@@ -302,16 +302,18 @@ def build_parser() -> argparse.ArgumentParser:
         "provider",
         help="for providers' engineers: check a live provider against the API spec",
         description="Checks a provider as sshpin would use it, one line per check with what "
-        "to fix; exits 0 only when every check passes. The token comes from SSHPIN_TOKEN or "
-        "one line of standard input, never from the command line.",
+        "to fix. The token comes from SSHPIN_TOKEN or one line of standard input, never from "
+        "the command line.",
     )
     provider_sub = p.add_subparsers(title="provider commands", metavar="ACTION")
-    p.set_defaults(func=lambda ns: _missing_provider_action())
+    p.set_defaults(func=lambda ns: _missing_action("provider"))
     q = provider_sub.add_parser(
         "check",
         help="check URL (the API base) or, with --url, one host's signed key file",
         description="Checks auth, status, Content-Type, size, the JSON schema, every key, "
-        "the signature, the bindings and times, ETag/304, ?host=, paging and speed.",
+        "the signature, the bindings and times, ETag/304, ?host=, paging and speed. A failed "
+        "MUST of docs/provider-api.md prints FAIL and exits 3; a failed SHOULD (ETag/304, the "
+        "?host= filter, speed) prints warn and exits 0, unless --strict.",
     )
     q.add_argument("target", metavar="URL|HOST", help="the API base URL; with --url, the HOST")
     q.add_argument("--url", metavar="TEMPLATE", help="a type = url template with {host}")
@@ -321,7 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a .pub file holding a signing key; repeatable")  # fmt: skip
     q.add_argument("--ca-bundle", metavar="FILE", default="", help="an extra CA file")
     q.add_argument("--public", action="store_true", help="the listing is public on purpose")
-    q.add_argument("--json", action="store_true", help="print the checks as JSON")
+    q.add_argument("--json", action="store_true", help="print the checks as JSON, with levels")
+    q.add_argument("--strict", action="store_true", help="a failed SHOULD fails too (exit 3)")
     q.set_defaults(func=_cmd_provider_check)
 
     p = sub.add_parser(
@@ -372,18 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _missing_provider_action() -> int:
-    from sshpin.errors import UsageError
-
-    raise UsageError("provider: give an action: check")
-
-
 def _cmd_provider_check(ns: argparse.Namespace) -> int:
     from sshpin.commands.provider import cmd_check
 
-    url, host = (None, ns.target) if ns.url else (ns.target, None)
-    return cmd_check(url, host, ns.url, ns.signing_key, ns.signing_key_file, ns.ca_bundle,
-                     ns.public, ns.json)  # fmt: skip
+    return cmd_check(ns.target, ns.url, ns.signing_key, ns.signing_key_file, ns.ca_bundle,
+                     ns.public, ns.json, ns.strict)  # fmt: skip
 
 
 def _cmd_publish(ns: argparse.Namespace) -> int:
@@ -467,10 +463,11 @@ def _host_or_all(p: argparse.ArgumentParser) -> None:
     group.add_argument("--all", action="store_true", help="every cached host")
 
 
-def _missing_action(p: argparse.ArgumentParser) -> int:
+def _missing_action(command: str) -> int:
     from sshpin.errors import UsageError
 
-    raise UsageError("cache: give an action: list, show, refresh, clear or history")
+    actions = {"cache": "list, show, refresh, clear or history", "provider": "check"}
+    raise UsageError(f"{command}: give an action: {actions[command]}")
 
 
 def _inspect(action: str, ns: argparse.Namespace) -> int:

@@ -27,19 +27,21 @@ def _read(path: str) -> str:
 
 
 def cmd_check(
-    url: str | None,
-    host: str | None,
+    target: str,
     template: str | None,
     keys: list[str],
     key_files: list[str],
     ca_bundle: str,
     public: bool,
     as_json: bool,
+    strict: bool = False,
 ) -> int:
-    """One line per check; exit 0 only when every check passes."""
-    from sshpin.provider_side.check import check_api, check_url
+    """One line per check; exit 0 when no MUST fails (a failed SHOULD is a ``warn`` line),
+    with ``strict`` only when every check passes."""
+    from sshpin.provider_side.check import check_api, check_url, passed
     from sshpin.trust.http import require_https
 
+    url, host = (None, target) if template else (target, None)
     signing = _signing_keys(keys, key_files)
     if template or url:  # before the token is read: nothing goes out over cleartext
         require_https(str(template or url), "provider check")
@@ -51,12 +53,12 @@ def cmd_check(
         if not url:
             raise UsageError("provider check: give the API URL (or --url TEMPLATE HOST)")
         checks = check_api(url, _token(), signing, ca_bundle, public)
-    ok = all(c.ok for c in checks)
+    ok = passed(checks, strict)
     if as_json:
-        sys.stdout.write(json.dumps({"ok": ok, "checks": [c.as_dict() for c in checks]}, indent=2))
-        sys.stdout.write("\n")
+        doc = {"ok": ok, "strict": strict, "checks": [c.as_dict() for c in checks]}
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     else:
-        sys.stdout.write("".join(c.line() + "\n" for c in checks))
+        sys.stdout.write("".join(c.line(strict) + "\n" for c in checks))
     return EXIT_OK if ok else EXIT_PROVIDER
 
 

@@ -4,6 +4,9 @@ For a provider's engineers, and for users who wonder why sshpin refuses their pr
 asks as sshpin asks (verified TLS, no redirects, the 4 MiB cap) and judges by the rules of
 docs/provider-api.md, with sshpin's own parser and verifier: what passes here is what the
 hook accepts. Nothing is cached or written.
+
+Each check has one level, MUST or SHOULD, from the spec's key words (``LEVELS``): a failed
+SHOULD is a warning, and fails the report only with ``--strict``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,46 @@ from sshpin.errors import SshpinError
 MAX_PAGES = 1000
 SKEW = 300.0
 MAX_AGE = 30 * 86400
+MUST, SHOULD = "MUST", "SHOULD"
+
+# Each check's level, the one place that decides it, from docs/provider-api.md's key words
+# (RFC 2119): a rule the spec states as MUST, or whose breach the client refuses (the token,
+# TLS, the signature, a document or key it would not take), is MUST; any other is SHOULD.
+LEVELS: dict[str, str] = {
+    "auth": MUST,  # "MUST refuse a missing or wrong token with 401 or 403"
+    "fetch": MUST,  # "MUST be HTTPS with a certificate valid for its name"; 200, no redirect
+    "content-type": MUST,  # "A 200 MUST carry Content-Type: application/json"
+    "size": MUST,  # "The body of one response MUST NOT exceed 4 MiB"
+    "json": MUST,  # not JSON: the client refuses the document
+    "schema": MUST,  # "the shape a client relies on" (ids, key entries, times)
+    "document": MUST,  # the client refuses it whole
+    "keys": MUST,  # key_type, content, sha256 MUST agree, else the capsul's keys are refused
+    "generated_at": MUST,  # "MUST be when the document was made" (freeze, fast-forward)
+    "binding": MUST,  # api "MUST equal the api_url"; expires "MUST be after ... at most 30 days"
+    "signature": MUST,  # with signing_keys, "the response MUST carry Sshpin-Signature"
+    "etag": SHOULD,  # "SHOULD carry an ETag"; If-None-Match "SHOULD be answered 304"
+    "?host=": MUST,  # the hook's cold miss is this lookup; its "host" MUST be the one asked
+    "?host= filter": SHOULD,  # "A server SHOULD honour host" (the client filters anyway)
+    "paging": MUST,  # next_page_token, page_token, same account: MUST; a loop is refused
+    "pages": SHOULD,  # longer than this check follows (the client stops at 10,000)
+    "time": SHOULD,  # the spec's bound is the client's 10 s timeout, a failed fetch
+}
+
+
+def level(name: str) -> str:
+    """A check's level; one the table does not name counts in full (MUST)."""
+    return LEVELS.get(name, MUST)
+
+
+def passed(checks: list[Check], strict: bool = False) -> bool:
+    """The report passes when no MUST fails (with ``strict``, no check at all)."""
+    return not any(c.counts(strict) for c in checks)
+
+
+def _levelled(checks: list[Check]) -> list[Check]:
+    for c in checks:
+        c.level = level(c.name)
+    return checks
 
 
 class Client:
@@ -38,7 +81,13 @@ class Client:
 def check_api(
     api_url: str, token: str, signing_keys: list[str], ca_bundle: str = "", public: bool = False
 ) -> list[Check]:
-    """Every check of a capsul host-key API v1 endpoint."""
+    """Every check of a capsul host-key API v1 endpoint, each with its level."""
+    return _levelled(_check_api(api_url, token, signing_keys, ca_bundle, public))
+
+
+def _check_api(
+    api_url: str, token: str, signing_keys: list[str], ca_bundle: str, public: bool
+) -> list[Check]:
     from sshpin.core.keys import SIGNING_KEY_TYPES, parse_line
     from sshpin.trust.document import parse_capsul_api
 
@@ -134,10 +183,14 @@ def check_api(
             import base64
 
             blob = base64.b64decode(header, validate=True) if header else b""
-            if not blob:
-                raise SshpinError("no Sshpin-Signature header")
+            where = ""
+            if not blob:  # static hosting: the client verifies {api_url}/capsuls.sig instead
+                sig = client.get(url + ".sig", {})
+                if sig.status != 200:
+                    raise SshpinError(f"no Sshpin-Signature header; capsuls.sig: HTTP {sig.status}")
+                blob, where = sshsig.unarmor(sig.body.decode("ascii", "replace")), " (capsuls.sig)"
             signer = sshsig.verify(blob, r.body, allowed)
-            add("signature", True, f"by {signer.sha256()}")
+            add("signature", True, f"by {signer.sha256()}{where}")
         except (SshpinError, ValueError) as e:
             add(
                 "signature",
@@ -149,16 +202,19 @@ def check_api(
         add("signature", True, "not checked (give --signing-key to check it)")
     etag = r.headers.get("etag")
     if etag:
-        again = client.get(url, {**auth, "If-None-Match": etag})
+        try:
+            answer = f"HTTP {client.get(url, {**auth, 'If-None-Match': etag}).status}"
+        except SshpinError as e:
+            answer = str(e)
         add(
             "etag",
-            again.status == 304,
-            f"If-None-Match {etag}: HTTP {again.status}",
+            answer == "HTTP 304",
+            f"If-None-Match {etag}: {answer}",
             "answer 304 when the ETag matches",
         )
     else:
         add("etag", False, "no ETag", "send an ETag and honour If-None-Match with 304")
-    checks.append(_host_lookup(client, url, auth, doc))
+    checks.append(_host_lookup(client, url, auth, doc, data))
     checks.append(_paging(client, url, auth, data, doc.account))
     add(
         "time",
@@ -197,10 +253,15 @@ def _schema(data: object) -> Check:
     )
 
 
-def _host_lookup(client: Client, url: str, auth: dict[str, str], doc: Any) -> Check:
+def _host_lookup(
+    client: Client, url: str, auth: dict[str, str], doc: Any, first: dict[str, Any]
+) -> Check:
+    """``?host=``: answered with the capsul (the hook's cold miss is this request), naming the
+    host asked for if it filtered (MUST); filtered to that capsul (SHOULD)."""
     if not doc.capsuls:
         return Check("?host=", True, "not checked: the listing is empty")
     wanted = doc.capsuls[0].id
+    listing = [c.get("id") for c in first.get("capsuls", []) if isinstance(c, dict)]
     from urllib.parse import quote
 
     r = client.get(f"{url}?host={quote(wanted)}", auth)
@@ -214,27 +275,29 @@ def _host_lookup(client: Client, url: str, auth: dict[str, str], doc: Any) -> Ch
             "?host=",
             False,
             f"?host={wanted}: HTTP {r.status}, ids {ids[:3]}",
-            "answer ?host= with the document holding that capsul",
+            "answer ?host= with the document holding that capsul (or ignore it: the listing)",
         )
-    if len(ids) == len(doc.capsuls) > 1:
+    said = data.get("host")
+    if said is None and sorted(map(str, ids)) == sorted(map(str, listing)):
         return Check(
             "?host=", True, "ignored (allowed: the client filters; large accounts should serve it)"
         )
-    if data.get("host") != wanted or data.get("page_token") is not None:
+    if said != wanted or data.get("page_token") is not None:
         return Check(
             "?host=",
             False,
-            f"?host={wanted}: the answer says host {data.get('host')!r}, page_token "
-            f"{data.get('page_token')!r}",
+            f"?host={wanted}: the answer says host {said!r}, page_token {data.get('page_token')!r}",
             'name the host asked for in the answer ("host"), and no page_token: the client '
             "refuses an answer that could pass for another",
         )
-    return Check(
-        "?host=",
-        ids == [wanted],
-        f"?host={wanted}: {len(ids)} capsul(s)",
-        "return only the capsuls whose id, name, ipv4 or ipv6 equals the host",
-    )
+    if ids != [wanted]:
+        return Check(
+            "?host= filter",
+            False,
+            f"?host={wanted}: {len(ids)} capsul(s)",
+            "return only the capsuls whose id, name, ipv4 or ipv6 equals the host",
+        )
+    return Check("?host=", True, f"?host={wanted}: {len(ids)} capsul(s)")
 
 
 def _paging(
@@ -288,7 +351,9 @@ def _paging(
         if token:
             seen.add(token)
     if token:
-        return Check("paging", False, f"more than {MAX_PAGES} pages", "use larger pages")
+        return Check(
+            "pages", False, f"more than {MAX_PAGES} pages, not followed further", "use larger pages"
+        )
     return Check("paging", True, f"{pages} pages to the end")
 
 
@@ -296,6 +361,10 @@ def check_url(
     template: str, host: str, signing_keys: list[str], ca_bundle: str = ""
 ) -> list[Check]:
     """The ``type = "url"`` layout for one host: the key file, its .sig, the binding header."""
+    return _levelled(_check_url(template, host, signing_keys, ca_bundle))
+
+
+def _check_url(template: str, host: str, signing_keys: list[str], ca_bundle: str) -> list[Check]:
     from urllib.parse import quote
 
     from sshpin.core.keys import SIGNING_KEY_TYPES, parse_key_lines, parse_line

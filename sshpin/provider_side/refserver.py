@@ -52,6 +52,7 @@ class CapsulAPI:
         # provider's document is stable (and its ETag too) until its data changes
         self.require_token = True  # False: a broken provider that lists for anyone
         self.honour_etag = True  # False: a broken provider that ignores If-None-Match
+        self.send_etag = True  # False: an honest provider without ETag (a SHOULD of the spec)
         self.not_modified = 0  # 304 answers sent
         self.signature_override: str | None = None  # a Sshpin-Signature header to send
         self.files: dict[str, bytes] = {}  # object storage: /files/<path> (type = "url")
@@ -347,6 +348,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(304, b"", {"ETag": etag})
             return
         headers = {"Content-Type": "application/json", "ETag": etag, **api.extra_headers}
+        if not api.send_etag:
+            del headers["ETag"]
         if api.signature_override is not None:
             headers["Sshpin-Signature"] = api.signature_override
         elif api.signing_key is not None:

@@ -1,6 +1,7 @@
 """``sshpin provider check``: passes against the reference server and against ``sshpin
 publish``'s output on a plain static server, and fails naming the check against servers that
-each break one rule."""
+each break one rule: a broken MUST exits 3, a missed SHOULD is a ``warn`` line and exits 0
+(3 with ``--strict``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from sshpin.commands.demo import keygen
+from sshpin.provider_side.check import LEVELS
 from sshpin.provider_side.refserver import ReferenceServer, host_key_entry
 from sshpin.trust import sshsig
 from tests.conftest import SSHPIN, TOKEN, Keys, Pin, Static
@@ -29,16 +31,27 @@ def signed(provider: ReferenceServer, keys: Keys, tmp_path: Path) -> str:
     return str(tmp_path / "ops.pub")
 
 
-def check(pin: Pin, *args: str) -> tuple[int, dict[str, dict[str, object]]]:
+def run(pin: Pin, *args: str) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        [SSHPIN, "provider", "check", *args, "--ca-bundle", pin.ca_path, "--json"],
+        [SSHPIN, "provider", "check", *args, "--ca-bundle", pin.ca_path],
         env={**pin.env, "SSHPIN_TOKEN": TOKEN}, capture_output=True, text=True,
         stdin=subprocess.DEVNULL, timeout=120,
     )  # fmt: skip
     assert done.stdout, done.stderr
+    return done
+
+
+def check(pin: Pin, *args: str) -> tuple[int, dict[str, dict[str, object]]]:
+    done = run(pin, *args, "--json")
     report = json.loads(done.stdout)
     assert report["ok"] == (done.returncode == 0)
+    assert report["strict"] == ("--strict" in args)
     return done.returncode, {c["check"]: c for c in report["checks"]}
+
+
+def lines(out: str, word: str) -> list[str]:
+    """The check names of the lines printed with ``word`` (ok, warn, FAIL)."""
+    return [ln.split()[1].rstrip(":") for ln in out.splitlines() if ln.split()[:1] == [word]]
 
 
 def test_the_reference_server_passes(pin: Pin, provider: ReferenceServer, signed: str) -> None:
@@ -47,6 +60,71 @@ def test_the_reference_server_passes(pin: Pin, provider: ReferenceServer, signed
     assert {"auth", "fetch", "content-type", "size", "schema", "keys", "generated_at",
             "binding", "signature", "etag", "?host=", "paging", "time"} <= set(checks)  # fmt: skip
     assert "valid" in str(checks["schema"]["detail"])
+    assert all(c["level"] == LEVELS[name] for name, c in checks.items()), checks
+    status, _ = check(pin, provider.api_url, "--signing-key-file", signed, "--strict")
+    assert status == 0
+
+
+def test_each_check_has_one_level_and_an_unknown_one_counts_in_full() -> None:
+    """The table decides; a check it does not name fails the report, as a MUST."""
+    from sshpin.core.checks import Check
+    from sshpin.provider_side.check import level, passed
+
+    assert {n for n, lv in LEVELS.items() if lv == "SHOULD"} == {
+        "etag", "?host= filter", "pages", "time"}  # fmt: skip
+    assert level("a check added later") == "MUST"
+    warned = Check("etag", False, "no ETag", level="SHOULD")
+    failed = Check("a check added later", False, "x", level=level("a check added later"))
+    assert passed([warned]) and not passed([warned], strict=True)
+    assert not passed([warned, failed]) and warned.line().startswith("warn  etag: no ETag")
+    assert failed.line().startswith("FAIL") and Check("doctor", False, "x").line()[:4] == "FAIL"
+
+
+def test_an_honest_provider_without_etag_passes_with_a_warning(
+    pin: Pin, provider: ReferenceServer, signed: str
+) -> None:
+    """ETag is a SHOULD: its absence warns (exit 0), and fails only with --strict."""
+    done = run(pin, provider.api_url, "--signing-key-file", signed)
+    assert done.returncode == 0 and lines(done.stdout, "warn") == [], done.stdout
+    provider.api.send_etag = False
+    done = run(pin, provider.api_url, "--signing-key-file", signed)
+    assert done.returncode == 0, done.stdout
+    assert lines(done.stdout, "warn") == ["etag"] and lines(done.stdout, "FAIL") == []
+    warned = next(ln for ln in done.stdout.splitlines() if ln.startswith("warn"))
+    assert warned.startswith("warn  etag: no ETag (fix: send an ETag"), warned
+    status, checks = check(pin, provider.api_url, "--signing-key-file", signed)
+    assert status == 0 and checks["etag"]["ok"] is False and checks["etag"]["level"] == "SHOULD"
+    strict = run(pin, provider.api_url, "--signing-key-file", signed, "--strict")
+    assert strict.returncode == 3, strict.stdout
+    assert lines(strict.stdout, "FAIL") == ["etag"] and lines(strict.stdout, "warn") == []
+
+
+def _no_token(api: ReferenceServer) -> None:
+    api.api.require_token = False
+
+
+def _html(api: ReferenceServer) -> None:
+    api.api.extra_headers = {"Content-Type": "text/html"}
+
+
+@pytest.mark.parametrize(
+    ("breaks", "name"),
+    [(_no_token, "auth"), (_html, "content-type")],
+    ids=["listing without a token", "wrong Content-Type"],
+)
+def test_a_broken_must_fails_without_strict(
+    breaks: Callable[[ReferenceServer], None], name: str, pin: Pin, provider: ReferenceServer
+) -> None:
+    provider.api.send_etag = False  # a warning beside it does not hide the failure
+    done = run(pin, provider.api_url)
+    assert done.returncode == 0 and lines(done.stdout, "FAIL") == [], done.stdout
+    breaks(provider)
+    done = run(pin, provider.api_url)
+    assert done.returncode == 3, done.stdout
+    assert lines(done.stdout, "FAIL") == [name] and lines(done.stdout, "warn") == ["etag"]
+    status, checks = check(pin, provider.api_url)
+    assert status == 3 and checks[name]["ok"] is False and checks[name]["level"] == "MUST"
+    assert run(pin, provider.api_url, "--strict").returncode == 3
 
 
 def test_a_paged_reference_server_passes_paging(
@@ -105,12 +183,14 @@ def _oversize(api: ReferenceServer) -> None:
     api.api.body_override = b" " * (5 << 20)
 
 
-def _html(api: ReferenceServer) -> None:
-    api.api.extra_headers = {"Content-Type": "text/html"}
+def _unfiltered(api: ReferenceServer) -> None:
+    """A lookup answer that names its host but holds every capsul (the client filters it)."""
+    listing = api.api.capsuls
+    setattr(api.api, "_selected", lambda host: None if host is None else list(listing))  # noqa: B010
 
 
 BROKEN: dict[str, tuple[Callable[[ReferenceServer], None], str]] = {
-    "no auth": (lambda p: setattr(p.api, "require_token", False), "auth"),
+    "no auth": (_no_token, "auth"),
     "wrong fingerprint": (_wrong_fingerprint, "keys"),
     "bad signature": (_bad_signature, "signature"),
     "stale generated_at": (_stale, "generated_at"),
@@ -125,7 +205,10 @@ BROKEN: dict[str, tuple[Callable[[ReferenceServer], None], str]] = {
     "oversize": (_oversize, "fetch"),
     "wrong Content-Type": (_html, "content-type"),
     "ignored ETag": (lambda p: setattr(p.api, "honour_etag", False), "etag"),
+    "no ETag": (lambda p: setattr(p.api, "send_etag", False), "etag"),
+    "?host= unfiltered": (_unfiltered, "?host= filter"),
 }
+SHOULDS = {"ignored ETag", "no ETag", "?host= unfiltered"}  # the rest break a MUST
 
 
 @pytest.mark.parametrize("case", sorted(BROKEN))
@@ -135,9 +218,14 @@ def test_a_server_that_breaks_one_rule_fails_that_check(
     breaks, name = BROKEN[case]
     breaks(provider)
     status, checks = check(pin, provider.api_url, "--signing-key-file", signed)
-    assert status == 3
     assert checks[name]["ok"] is False, checks
     assert checks[name]["fix"], checks[name]
+    assert checks[name]["level"] == ("SHOULD" if case in SHOULDS else "MUST")
+    failed = {n: c["level"] for n, c in checks.items() if not c["ok"]}
+    assert status == (3 if "MUST" in failed.values() else 0), failed
+    assert status == (0 if case in SHOULDS else 3), failed
+    if case in SHOULDS:
+        assert check(pin, provider.api_url, "--signing-key-file", signed, "--strict")[0] == 3
 
 
 def test_publish_output_on_a_static_server_passes(
@@ -157,6 +245,11 @@ def test_publish_output_on_a_static_server_passes(
     assert status == 0, {name: c for name, c in checks.items() if not c["ok"]}
     status, checks = check(pin, api, "--public", "--signing-key-file", str(tmp_path / "ops.pub"))
     failed = {name for name, c in checks.items() if not c["ok"]}
-    # a static server cannot answer 304 or ?host=, nor send the Sshpin-Signature header
-    assert failed <= {"etag", "signature", "?host="}, checks
+    # a static server sends no ETag (a SHOULD: a warning), ignores ?host= (allowed) and, for
+    # want of the header, is verified by capsuls.sig as the client does
+    assert status == 0 and failed == {"etag"}, checks
+    assert "capsuls.sig" in str(checks["signature"]["detail"])
+    assert "ignored" in str(checks["?host="]["detail"])
     assert checks["schema"]["ok"] and checks["keys"]["ok"] and checks["binding"]["ok"]
+    assert check(pin, api, "--public", "--signing-key-file", str(tmp_path / "ops.pub"),
+                 "--strict")[0] == 3  # fmt: skip

@@ -52,7 +52,7 @@ def managed(ssh: str, args: list[str]) -> bool:
     import subprocess
 
     from sshpin.core.names import parse_port, port_name, split_host
-    from sshpin.errors import SshpinError
+    from sshpin.errors import SshpinError, UsageError
     from sshpin.providers import load_config, provider_for
     from sshpin.store import pins
 
@@ -69,7 +69,7 @@ def managed(ssh: str, args: list[str]) -> bool:
         seen.setdefault(key, value)
     try:
         port = parse_port(seen.get("port", ""))
-    except SshpinError:
+    except UsageError:
         return True  # ssh will say what is wrong with its arguments; strict meanwhile
     if done.returncode != 0 or "host" not in seen:
         return True

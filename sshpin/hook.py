@@ -18,7 +18,7 @@ The argv is parsed here; the answer comes from lookup.py.
 import sys
 
 from sshpin.core.keys import decode_base64
-from sshpin.core.names import Query, bare_host, valid_host
+from sshpin.core.names import Query, bare_host, parse_port, valid_host
 from sshpin.errors import EXIT_OK, SshpinError, UsageError, log, report, say, say_once_per
 from sshpin.lookup import lookup
 
@@ -60,11 +60,12 @@ def parse_args(args: list[str]) -> "Query":
     port: int | None = None
     alias = ""
     if len(args) == 6:
-        digits = args[5]
-        if not (digits.isascii() and digits.isdigit() and 0 < int(digits[:6] or 0) < 65536):
-            raise UsageError(f"PORT {digits[:20]!a} is not a port number")
+        try:
+            given = parse_port(args[5])
+        except UsageError:
+            raise UsageError(f"PORT {args[5][:20]!a} is not a port number") from None
         if reason == "ORDER":
-            port = int(digits)
+            port = given
         alias = _alias(args[4])
     return Query(token, want, port, alias)
 

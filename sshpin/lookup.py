@@ -128,8 +128,8 @@ def _from_provider(query: "Query", fetch: bool) -> "Answer":
     if cfg is None:
         return Answer(f"no config file ({config.config_path()}): not managed")
     port = query.port
-    matching = [p for p in cfg.providers if hosts_match(p.hosts, query.host)]
-    provider = next((p for p in matching if p.covers(port)), None)
+    provider = cfg.vouching(query.host, port)
+    matching = [] if provider else [p for p in cfg.providers if hosts_match(p.hosts, query.host)]
     if provider is None and matching:
         ports = config.ports_text(matching[0].ports)
         why = f"port {port} is not among the ports provider {matching[0].name!r} vouches for"

@@ -84,6 +84,40 @@ def test_man_pages_render_with_paired_quotes(page: str) -> None:
     assert _quote_problems(text) == []
 
 
+def _rendered(page: str) -> str:
+    mandoc = shutil.which("mandoc")
+    if mandoc is None:
+        pytest.fail("mandoc is not installed (apt-get install mandoc)")
+    done = _run(mandoc, "-T", "utf8", page)
+    assert done.returncode == 0, done.stderr
+    return " ".join(re.sub(".\b", "", done.stdout).split())
+
+
+@pytest.mark.parametrize(
+    ("page", "span"),
+    [
+        ("man/sshpin.1", "presented (\u2018NONE NONE\u2019 for ORDER);"),
+        ("man/sshpin.1", "(default \u2018capsul-*\u2019; a repeated --hosts adds its patterns)"),
+        ("man/sshpin.conf.5", "answers for (\u2018api\u2019, equal to api_url)"),
+    ],
+)
+def test_a_quote_covers_exactly_its_literal(page: str, span: str) -> None:
+    """Paired quotes can still close after the wrong word: mdoc's ``Ql`` runs to the end of
+    its line, macros included, so ``.Pq Ql NONE NONE No for Cm ORDER`` renders
+    (\u2018NONE NONE for ORDER\u2019)."""
+    assert span in _rendered(page)
+
+
+@pytest.mark.parametrize("page", ["man/sshpin.1", "man/sshpin.conf.5"])
+def test_no_normal_text_inside_a_ql(page: str) -> None:
+    """``No`` after ``Ql`` on one line means text meant to be outside the quote, which mdoc
+    puts inside it (``Ql`` is closed by the end of its line only): one line per ``Ql``."""
+    lines = (ROOT / page).read_text().splitlines()
+    bad = [f"{n}: {line}" for n, line in enumerate(lines, 1)
+           if re.search(r"(^\.| )Ql .* No ", line)]  # fmt: skip
+    assert bad == []
+
+
 def test_every_security_mutant_still_names_its_code() -> None:
     """mutation/run_mutants.py plants each mutant by exact text; code that moved makes it
     stale (and CI's mutant stage fail). Caught here first, in the suite, in milliseconds."""

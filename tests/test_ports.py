@@ -55,6 +55,14 @@ def test_a_bad_port_is_refused(host: str, port: str) -> None:
         parse_args(["HOSTNAME", f"[{host}]:{port}", "NONE", "NONE"])
 
 
+@pytest.mark.parametrize("port", ["0000065536", "0000070000", "022", "\u00b2", "\u0662\u0662", "0"])
+def test_a_bad_percent_p_is_refused(port: str) -> None:
+    """ssh's ``%p`` (the sixth word) is a port as ssh writes it: ``0000065536`` passed a
+    check of its first six digits and became port 65536."""
+    with pytest.raises(UsageError):
+        parse_args(["ORDER", "h", "NONE", "NONE", "h", port])
+
+
 # -- configuration -----------------------------------------------------------------------------
 
 

@@ -57,7 +57,8 @@ def host_lines(token: str) -> tuple[list[str], bool]:
     """(the lines sshpin vouches for, for ``token`` (ssh's ``host`` or ``[host]:port``), with
     their limits; whether sshpin manages the host). Raises SshpinError."""
     query = Query(token)
-    provider = provider_for(load_config(cache=config.cache_dir()), query.host)
+    # by host and port, as lookup.py chooses (a provider vouches on its ``ports`` only)
+    provider = provider_for(load_config(cache=config.cache_dir()), query.host, query.port)
     answer = lookup(query)
     managed = bool(answer.provider) or answer.pin is not None
     return vouched_lines(token, answer.pin, answer.entry, provider), managed

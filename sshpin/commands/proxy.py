@@ -25,7 +25,7 @@ import time
 
 from sshpin.core import config
 from sshpin.core.files import atomic_write, ensure_dir, read_small
-from sshpin.core.names import DEFAULT_PORT, Query, bare_host, is_capsul_id, valid_host
+from sshpin.core.names import DEFAULT_PORT, Query, bare_host, is_capsul_id, parse_port, valid_host
 from sshpin.errors import NoKeysError, ProviderError, SshpinError, UsageError, say
 from sshpin.lookup import lookup
 from sshpin.providers import load_config, provider_for
@@ -44,13 +44,15 @@ def managed_known_hosts() -> str:
 
 
 def parse(host: str, port: str) -> tuple[str, int]:
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError(f"proxy: port {port[:20]!a} is not a TCP port")
+    try:
+        number = parse_port(port)
+    except UsageError as e:
+        raise e.prefixed("proxy") from None
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     if not valid_host(host):
         raise UsageError(f"proxy: {host[:60]!a} is not a host name or address")
-    return host.lower(), int(port)
+    return host.lower(), number
 
 
 def parse_alias(text: str, host: str) -> str:

@@ -424,12 +424,20 @@ def remove_blocks(text: str) -> tuple[str, list[str]]:
 
 
 def _read(path: str) -> tuple[str | None, int | None]:
+    """A file's text and mode, None for a missing one. Opened as every state file is
+    (``open_regular``, links followed: ~/.ssh/config may be one): a FIFO there is refused."""
+    from sshpin.core.files import NotRegularFile, open_regular
+
+    real = os.path.realpath(path)
     try:
-        with open(path, "rb") as f:
+        fd, st = open_regular(real)
+        with open(fd, "rb") as f:
             data = f.read()
-        mode = stat.S_IMODE(os.stat(path).st_mode)
+        mode = stat.S_IMODE(st.st_mode)
     except FileNotFoundError:
         return None, None
+    except NotRegularFile:
+        raise ConfigError(f"{path}: not a regular file; not changing it") from None
     except OSError as e:
         raise ConfigError(f"cannot read {path}: {e.strerror}") from e
     try:

@@ -51,8 +51,8 @@ def managed(ssh: str, args: list[str]) -> bool:
     as managed (strict)."""
     import subprocess
 
-    from sshpin.core.names import port_name, split_host
-    from sshpin.errors import SshpinError
+    from sshpin.core.names import parse_port, port_name, split_host
+    from sshpin.errors import SshpinError, UsageError
     from sshpin.providers import load_config, provider_for
     from sshpin.store import pins
 
@@ -67,12 +67,15 @@ def managed(ssh: str, args: list[str]) -> bool:
     for line in done.stdout.splitlines():
         key, _, value = line.partition(" ")
         seen.setdefault(key, value)
-    port = seen.get("port", "")
-    if done.returncode != 0 or not port.isdigit() or "host" not in seen:
+    try:
+        port = parse_port(seen.get("port", ""))
+    except UsageError:
         return True  # ssh will say what is wrong with its arguments; strict meanwhile
+    if done.returncode != 0 or "host" not in seen:
+        return True
     alias = seen.get("hostkeyalias", "")
     names = [alias] if alias else [seen["host"], seen.get("hostname", "")]
-    bare = {int(port), 22} if alias else {int(port)}  # a bare alias: 22 or the port, as the hook
+    bare = {port, 22} if alias else {port}  # a bare alias: 22 or the port, as the hook
     try:
         cfg = load_config()
         for name in filter(None, names):

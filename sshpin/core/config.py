@@ -104,6 +104,17 @@ class Config:
         known = ", ".join(p.name for p in self.providers) or "none configured"
         raise ConfigError(f"{self.path}: no provider named {name!r} (known: {known})")
 
+    def vouching(self, host: str, port: int) -> "ProviderConfig | None":
+        """The provider that vouches for ``host`` (lower case, no port) on ``port``: the first
+        whose ``hosts`` match it and whose ``ports`` hold the port. The one choice of the
+        hook's lookup, export, proxy, ``sshpin ssh`` and ``cache show``."""
+        from sshpin.core.names import hosts_match
+
+        for p in self.providers:
+            if p.covers(port) and hosts_match(p.hosts, host):
+                return p
+        return None
+
 
 def _home() -> str:
     home = files.getenv("HOME")

@@ -4,13 +4,17 @@
   write to it (as ssh's StrictModes);
 - ``atomic_write``: temp file, fsync, rename: readers see the old or the new file, never a torn
   one;
-- ``read_small``: a regular file of ours of bounded size, opened without following links;
-  anything else reads as missing;
+- ``open_regular``: the one way a state file is opened for reading: without blocking or
+  following a link, and refused (``NotRegularFile``) unless ``fstat`` says it is a regular
+  file; ``open_append`` the same for the one file appended to in place (history.log);
+- ``read_small``: a regular file of ours of bounded size; anything else reads as missing;
 - ``read_trusted``: a file that decides trust (the config, a CA key file, a CA bundle): a
   regular file, not writable by others, of bounded size; anything else is a ConfigError.
 
 Every open is ``O_NONBLOCK | O_NOFOLLOW``: a FIFO or a device planted where a file is expected
 never blocks the caller (ssh waits on the hook with no timeout), it is refused once opened.
+Files are replaced by rename (``atomic_write``), never by opening what is at their path for
+writing: a FIFO opened for writing waits for a reader (with O_NONBLOCK: ENXIO).
 
 On the hook's hot path, without ``os``: ``import os`` costs a quarter of a bare interpreter's
 start (it builds the collections ABCs behind ``os.environ``: 6.4M instructions against the
@@ -109,8 +113,10 @@ def ensure_dir(path: str, create: bool = True) -> None:
         )
 
 
-def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
-    """Write ``data`` to ``path`` so that readers see the old or the new file, never a torn one."""
+def atomic_write(path: str, data: bytes, mode: int = 0o600, mtime: float | None = None) -> None:
+    """Write ``data`` to ``path`` so that readers see the old or the new file, never a torn one;
+    ``mtime`` (a timestamp the file's time carries: a fetch time, a marker's) is set before the
+    rename. Whatever was at ``path`` (a FIFO, a link) is replaced, never opened."""
     import os
 
     directory = os.path.dirname(path) or "."
@@ -121,6 +127,8 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
         while view:
             view = view[os.write(fd, view) :]
         os.fsync(fd)
+        if mtime is not None:
+            os.utime(fd, (mtime, mtime))
         os.close(fd)
         fd = -1
         os.replace(tmp, path)
@@ -143,6 +151,50 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
 
 
 READ_FLAGS = posix.O_RDONLY | posix.O_NOFOLLOW | posix.O_NONBLOCK | posix.O_CLOEXEC
+APPEND_FLAGS = (
+    posix.O_RDWR | posix.O_APPEND | posix.O_CREAT | posix.O_NOFOLLOW | posix.O_NONBLOCK
+    | posix.O_CLOEXEC
+)  # fmt: skip
+
+
+class NotRegularFile(OSError):
+    """A FIFO, device, socket or directory where a state file is expected."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(22, "not a regular file", path)  # EINVAL
+
+    def __str__(self) -> str:
+        return f"{self.filename}: not a regular file"
+
+
+def _checked(fd: int, path: str) -> "os.stat_result":
+    """``fstat(fd)`` of a regular file; else the fd is closed and NotRegularFile raised."""
+    try:
+        st = posix.fstat(fd)
+        if not is_file(st.st_mode):
+            raise NotRegularFile(path)
+    except BaseException:
+        posix.close(fd)
+        raise
+    return st
+
+
+def open_regular(path: str) -> "tuple[int, os.stat_result]":
+    """``path`` open for reading, and its status: the one way sshpin opens a state file.
+    Never blocks (O_NONBLOCK: a FIFO's open returns at once) and never follows a link
+    (O_NOFOLLOW: ELOOP). FileNotFoundError when missing; NotRegularFile (an OSError) for a
+    FIFO, a device, a socket or a directory, closed again; another OSError for a link or a
+    read error. The caller closes the fd."""
+    fd = posix.open(path, READ_FLAGS)
+    return fd, _checked(fd, path)
+
+
+def open_append(path: str) -> "tuple[int, os.stat_result]":
+    """``path`` open for appending (created 0600 if missing) and reading back, as
+    ``open_regular``: a FIFO there is refused, not written to. (O_RDWR, not O_WRONLY: a FIFO
+    opened write-only waits for a reader, or with O_NONBLOCK fails with ENXIO.)"""
+    fd = posix.open(path, APPEND_FLAGS, 0o600)
+    return fd, _checked(fd, path)
 
 
 def _read_fd(fd: int, limit: int) -> bytes:
@@ -161,12 +213,11 @@ def _read_fd(fd: int, limit: int) -> bytes:
 def read_small(path: str, limit: int = 65536) -> bytes | None:
     """A regular file's bytes, or None if missing, not ours, not regular, or too large."""
     try:
-        fd = posix.open(path, READ_FLAGS)
+        fd, st = open_regular(path)
     except OSError:
         return None
     try:
-        st = posix.fstat(fd)
-        if not is_file(st.st_mode) or st.st_uid != posix.geteuid() or st.st_size > limit:
+        if st.st_uid != posix.geteuid() or st.st_size > limit:
             return None
         data = _read_fd(fd, limit)
         return data if len(data) <= limit else None
@@ -210,20 +261,18 @@ def read_trusted(path: str, what: str, limit: int = 1 << 20) -> "tuple[bytes, os
     non-regular file, a file others may write, one over ``limit`` bytes, or a read error."""
     import errno
     import os
-    import stat
 
     try:
-        fd = os.open(path, READ_FLAGS)
+        fd, st = open_regular(path)
     except FileNotFoundError:
         raise
+    except NotRegularFile:
+        raise ConfigError(f"{what} {path}: not a regular file: refusing it") from None
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise ConfigError(f"{what} {path}: a symbolic link: refusing it") from None
         raise ConfigError(f"cannot read {what} {path}: {e.strerror or e}") from None
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(f"{what} {path}: not a regular file: refusing it")
         check_file_safe(path, st, what)
         if st.st_size > limit:
             raise ConfigError(f"{what} {path}: larger than {limit} bytes: refusing it")

@@ -23,16 +23,28 @@ def split_host(token: str) -> tuple[str, int | None]:
     host = token
     if token.startswith("["):
         close = token.find("]:")
-        digits = token[close + 2 :] if close > 0 else ""
-        if not digits.isdigit() or not digits.isascii() or len(digits) > 5:
+        if close <= 0:
             raise UsageError(f"malformed host {token[:80]!a}: expected [host]:port")
-        port = int(digits)
-        if not 0 < port < 65536:
-            raise UsageError(f"malformed host {token[:80]!a}: port out of range")
+        try:
+            port = parse_port(token[close + 2 :])
+        except UsageError as e:
+            raise UsageError(f"malformed host {token[:80]!a}: {e}") from None
         host = token[1:close]
     if not valid_host(host):
         raise UsageError(f"malformed host {token[:80]!a}")
     return bare_host(host), port
+
+
+def parse_port(text: str) -> int:
+    """A TCP port as ssh writes one (``%p``, ``[host]:port``): ASCII digits, no sign, space or
+    leading zero, 1 to 65535. ``str.isdigit`` alone takes ``²`` (which ``int`` refuses) and
+    ``١٢`` (which ``int`` reads as 12): UsageError for anything else, never another error."""
+    if not (0 < len(text) <= 5 and text.isascii() and text.isdigit() and text[0] != "0"):
+        raise UsageError(f"port {text[:20]!a} is not a TCP port (1 to 65535)")
+    port = int(text)
+    if port > 65535:
+        raise UsageError(f"port {text!a} is not a TCP port (1 to 65535)")
+    return port
 
 
 def bare_host(host: str) -> str:

@@ -56,8 +56,5 @@ def load_config(path: str | None = None, cache: str | None = None) -> Config | N
 
 def provider_for(cfg: Config | None, host: str, port: int = 22) -> ProviderConfig | None:
     """The first provider whose ``hosts`` cover ``host`` (lower case, no port) and whose
-    ``ports`` cover ``port``: the one lookup.py asks."""
-    from sshpin.core.names import hosts_match
-
-    found = (p for p in (cfg.providers if cfg else []) if p.covers(port))
-    return next((p for p in found if hosts_match(p.hosts, host)), None)
+    ``ports`` cover ``port``: the one lookup.py asks (``Config.vouching``)."""
+    return cfg.vouching(host, port) if cfg else None

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import os
 
-from sshpin.core.files import atomic_write, ensure_dir, read_small
+from sshpin.core.files import atomic_write, ensure_dir, is_file, read_small
+from sshpin.errors import log
 from sshpin.store.entries import (
     ENTRY_MAGIC,
     HostEntry,
@@ -112,9 +113,8 @@ class ProviderCache:
 
     def write_document(self, data: bytes, fetched_at: float) -> None:
         self._ensure()
-        atomic_write(self.document_path, data)
-        # Host entries are compared with this mtime (see HostEntry.derived_current).
-        os.utime(self.document_path, (fetched_at, fetched_at))
+        # Host entries are compared with this mtime (see entries.ask).
+        atomic_write(self.document_path, data, mtime=fetched_at)
 
     def stage_document(self, data: bytes, fetched_at: float) -> tuple[str, bytes]:
         """The next document.json, written aside (a temporary file in the provider's dir,
@@ -193,18 +193,27 @@ class ProviderCache:
         atomic_write(self.paged_path, b"the provider pages its listing: cold misses use ?host=\n")
 
     def mismatch_allowed(self, host: str, now: float) -> bool:
-        """May an unknown key for this host trigger a refetch now? (rate limit, section 5)"""
+        """May an unknown key for this host trigger a refetch now? (rate limit, section 5)
+
+        The marker's mtime is the last such refetch. A marker that is not a regular file (a
+        FIFO, a directory, a link: nothing sshpin writes) allows none: it cannot record one,
+        so allowing would make every call a refetch."""
+        path = os.path.join(self.dir, "mismatch", host)
         try:
-            last = os.stat(os.path.join(self.dir, "mismatch", host)).st_mtime
-        except OSError:
+            st = os.lstat(path)
+        except FileNotFoundError:
             return True
-        return age(last, now) >= MISMATCH_INTERVAL
+        except OSError:
+            return False
+        if not is_file(st.st_mode):
+            log(host, f"{path}: not a regular file: no refetch for an unknown key (remove it)")
+            return False
+        return age(st.st_mtime, now) >= MISMATCH_INTERVAL
 
     def mark_mismatch(self, host: str, now: float) -> None:
-        path = os.path.join(self._ensure("mismatch"), host)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        os.close(fd)
-        os.utime(path, (now, now))
+        """Record a refetch for an unknown key: a new marker, renamed into place (whatever is
+        there is replaced, never opened: a FIFO opened for writing waits for a reader)."""
+        atomic_write(os.path.join(self._ensure("mismatch"), host), b"", mtime=now)
 
     @property
     def chain_path(self) -> str:

@@ -19,6 +19,8 @@ import zlib
 from array import array
 from collections.abc import Iterator
 
+from sshpin.core.files import open_regular
+
 MAGIC = b"sshpcdb1"
 _HEAD = struct.Struct("<QQ")  # per table: position, number of slots
 _REC = struct.Struct("<II")  # key length, value length
@@ -138,14 +140,11 @@ class Reader:
     @classmethod
     def open(cls, path: str) -> Reader | None:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+            fd, st = open_regular(path)  # a FIFO or a link there is no database
         except OSError:
             return None
         try:
-            st = os.fstat(fd)
-            import stat
-
-            if not stat.S_ISREG(st.st_mode) or st.st_size < HEADER:
+            if st.st_size < HEADER:
                 raise OSError("not a database")
             if os.pread(fd, len(MAGIC), 0) != MAGIC:
                 raise OSError("not a database")

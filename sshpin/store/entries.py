@@ -175,10 +175,13 @@ def document_path(root: str, provider: str) -> str:
 
 
 def document_mtime(root: str, provider: str) -> float | None:
+    """The cached document's fetch time; None when there is none, as ``read_small`` reads
+    it: a link, a FIFO or a directory there is no document."""
     try:
-        return posix.stat(document_path(root, provider)).st_mtime
+        st = posix.lstat(document_path(root, provider))
     except OSError:
         return None
+    return st.st_mtime if files.is_file(st.st_mode) else None
 
 
 def read_entry(path: str) -> "HostEntry | None":

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from sshpin.core.files import ensure_dir
+from sshpin.core.files import NotRegularFile, ensure_dir, open_append, open_regular
+from sshpin.errors import ConfigError
 
 
 def history_path(root: str) -> str:
@@ -23,16 +24,11 @@ def append_history(root: str, records: list[dict[str, object]]) -> None:
     if not records:
         return
     ensure_dir(root)
-    path = history_path(root)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    fd, st = open_append(history_path(root))  # a FIFO there: NotRegularFile, not a wait
     try:
-        size = os.fstat(fd).st_size
         prefix = b""
-        if size:
-            with open(path, "rb") as f:
-                f.seek(size - 1)
-                if f.read(1) != b"\n":
-                    prefix = b"\n"
+        if st.st_size and os.pread(fd, 1, st.st_size - 1) != b"\n":
+            prefix = b"\n"
         for record in records:
             os.write(fd, prefix + json.dumps(record, sort_keys=True).encode() + b"\n")
             prefix = b""
@@ -69,18 +65,25 @@ def history_record(
 
 
 def read_history(root: str) -> list[dict[str, object]]:
+    """Every record that parses; ConfigError when history.log is not a regular file."""
     import json
 
     out: list[dict[str, object]] = []
+    path = history_path(root)
     try:
-        with open(history_path(root), "rb") as f:
-            for line in f:
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue  # a torn line from a killed writer
-                if isinstance(record, dict):
-                    out.append(record)
+        fd, _ = open_regular(path)
     except FileNotFoundError:
-        pass
+        return out
+    except NotRegularFile:
+        raise ConfigError(f"history {path}: not a regular file: refusing it") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read history {path}: {e.strerror or e}") from None
+    with open(fd, "rb") as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a torn line from a killed writer
+            if isinstance(record, dict):
+                out.append(record)
     return out

@@ -26,7 +26,8 @@ class FetchLock:
         import fcntl
         import time
 
-        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        # O_NONBLOCK: a FIFO planted as the lock opens at once (and locks as a file does)
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
             self.fd = os.open(self.path, flags, 0o600)
         except OSError as e:

@@ -13,7 +13,7 @@ import stat
 import time
 
 from sshpin.core.config import config_dir
-from sshpin.core.files import atomic_write, ensure_dir, read_small
+from sshpin.core.files import NotRegularFile, atomic_write, ensure_dir, open_regular, read_small
 from sshpin.core.keys import HostKey, parse_key_lines
 from sshpin.core.names import port_name, split_host, valid_host
 from sshpin.errors import ConfigError, UsageError, VerificationError
@@ -114,9 +114,12 @@ def other_names(text: str, host: str) -> list[str]:
 
 
 def _backup(host: str) -> str | None:
-    src = _path(host)
-    if not os.path.exists(src):
+    try:
+        fd, _ = open_regular(_path(host))
+    except (FileNotFoundError, NotRegularFile):  # a FIFO there is no pin: nothing to back up
         return None
+    with open(fd, "rb") as f:
+        data = f.read()
     directory = os.path.join(pins_dir(), ".backup")  # a dot: never a host name
     ensure_dir(directory)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -125,8 +128,7 @@ def _backup(host: str) -> str | None:
     while os.path.exists(dest):
         dest = os.path.join(directory, f"{host}.{stamp}.{n}")
         n += 1
-    with open(src, "rb") as f:
-        atomic_write(dest, f.read())
+    atomic_write(dest, data)
     return dest
 
 

@@ -115,3 +115,45 @@ def test_usage(ssh: SSH, tmp_path: Path) -> None:
         assert done.returncode == 1, args
         assert done.stderr.splitlines()[-1].startswith("sshpin: "), done.stderr
     assert not Path(out).exists()
+
+
+def _ports(ssh: SSH, ports: str) -> None:
+    ssh.pin.ports = ports
+    ssh.pin.write_config()
+
+
+def _export(ssh: SSH, token: str, out: Path) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    if out.exists():
+        out.unlink()
+    done = ssh.pin.run("export", token, "-o", str(out))
+    return done, out.read_text().splitlines()[1:] if out.exists() else []
+
+
+def test_export_looks_the_provider_up_by_host_and_port(ssh: SSH, tmp_path: Path) -> None:
+    """As the hook: a provider vouches for a host on its ``ports`` only. Export looked the
+    provider up on port 22 whatever the token said, so a provider of port 2222 alone had
+    ``[host]:2222`` exported with no lines (its entry dropped for want of a provider)."""
+    out = tmp_path / "exported"
+    port = ssh.sshd.port
+    token = f"[127.0.0.1]:{port}"
+    _ports(ssh, f"[{port}]")  # the provider vouches for that sshd only, not for port 22
+    done, lines = _export(ssh, token, out)
+    assert done.returncode == 0, done.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"{token} ssh-ed25519 "), lines
+    accepted = plain_ssh(ssh, out)
+    assert (accepted.returncode, accepted.stdout) == (0, "ok\n"), accepted.stderr
+    done, lines = _export(ssh, "127.0.0.1", out)  # port 22: not the provider's
+    assert (done.returncode, lines) == (2, []), done.stderr
+    assert "127.0.0.1: not managed by sshpin: no lines exported" in done.stderr
+
+    _ports(ssh, "[22]")  # now the other way round
+    done, lines = _export(ssh, token, out)
+    assert (done.returncode, lines) == (2, []), done.stderr
+    assert f"{token}: not managed by sshpin" in done.stderr
+    done, lines = _export(ssh, "127.0.0.1", out)
+    assert done.returncode == 0 and [ln.split()[0] for ln in lines] == ["127.0.0.1"], done.stderr
+
+    _ports(ssh, f"[22, {port}]")  # both
+    for name in (token, "127.0.0.1"):
+        done, lines = _export(ssh, name, out)
+        assert done.returncode == 0 and [ln.split()[0] for ln in lines] == [name], done.stderr

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from sshpin.commands.demo import Sshd
+from sshpin.errors import EXIT_USAGE
 from sshpin.provider_side.refserver import ReferenceServer
 from tests.conftest import HOOK, SSHPIN, Keys, Pin
 
@@ -270,3 +271,20 @@ def test_legacy_mode_gives_percent_k_only_to_an_ssh_that_knows_it(pin: Pin, tmp_
         assert done.returncode == 0, done.stderr
         snippet = (pin.dir / "ssh_config").read_text()
         assert want in snippet, (version, snippet)
+
+
+@pytest.mark.parametrize(
+    "port_text", ["\u00b2", "\u0661\u0662", "\uff12\uff12", "0", "65536", "22x", "", "022", "+22",
+                  " 22", "1" * 40],
+)  # fmt: skip
+def test_a_port_that_is_not_ascii_1_to_65535_is_one_usage_line(pin: Pin, port_text: str) -> None:
+    """``sshpin proxy h ²`` died with a traceback (``str.isdigit`` takes superscripts, which
+    ``int`` refuses) and ``h ١٢`` connected to port 12: ssh writes ``%p`` in ASCII digits."""
+    bad = subprocess.run([SSHPIN, "proxy", "h", port_text], env=pin.env, capture_output=True,
+                         text=True, stdin=subprocess.DEVNULL, timeout=30)  # fmt: skip
+    assert bad.returncode == EXIT_USAGE, bad.stderr
+    assert "Traceback" not in bad.stderr
+    lines = bad.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sshpin: proxy: "), bad.stderr
+    assert "is not a TCP port" in lines[0] and lines[0].isascii()
+    assert bad.stdout == ""

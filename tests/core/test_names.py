@@ -14,6 +14,7 @@ from sshpin.core.names import (
     glob_match,
     hosts_match,
     is_capsul_id,
+    parse_port,
     split_host,
     valid_host,
 )
@@ -151,3 +152,27 @@ def test_bare_host_exact() -> None:
     assert bare_host("10.0.0.5") == "10.0.0.5"
     assert split_host("WEB.capsul.example.") == ("web.capsul.example", None)
     assert split_host("[Capsul-X.]:2222") == ("capsul-x", 2222)
+
+
+@given(st.integers(1, 65535))
+def test_parse_port_takes_every_port_as_ssh_writes_it(port: int) -> None:
+    assert parse_port(str(port)) == port
+
+
+@given(st.one_of(st.text(max_size=8), st.text("0123456789\u00b2\u0661\uff10+- _x", max_size=7)))
+def test_parse_port_takes_nothing_else(text: str) -> None:
+    """Exactly ``str(n)`` for n in 1..65535: no other digits (superscript, Arabic-Indic,
+    fullwidth), no sign, space, leading zero or out-of-range number; no error but UsageError."""
+    try:
+        port = parse_port(text)
+    except UsageError:
+        assert not (text.isascii() and text.isdigit() and str(int(text)) == text
+                    and 0 < int(text) < 65536)  # fmt: skip
+        return
+    assert 1 <= port <= 65535 and str(port) == text
+
+
+@pytest.mark.parametrize("token", ["[h]:\u00b2", "[h]:022", "[h]:00022"])
+def test_split_host_takes_ascii_ports_as_ssh_writes_them(token: str) -> None:
+    with pytest.raises(UsageError):
+        split_host(token)

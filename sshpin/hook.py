@@ -19,7 +19,7 @@ import sys
 
 from sshpin.core.keys import decode_base64
 from sshpin.core.names import Query, bare_host, parse_port, valid_host
-from sshpin.errors import EXIT_OK, SshpinError, UsageError, log, report, say, say_once_per
+from sshpin.errors import EXIT_OK, SshpinError, UsageError, line, log, report, say, say_once_per
 from sshpin.lookup import lookup
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing
@@ -154,6 +154,30 @@ def _hung() -> str:
     return f", while {what}" if what else ""
 
 
+LAST_WORDS = 2.0  # seconds for the one line said after the answer: stderr may not be read
+
+
+def _exit(signum: int = 0, frame: object = None) -> None:
+    import os
+
+    os._exit(EXIT_OK)  # nothing on stdout: fail closed
+
+
+def _last_words() -> None:
+    """A last timer for what is said once the answer is in: a stderr that nobody reads (a
+    full pipe, a paused terminal) cannot hold ssh past the deadline either."""
+    if TYPE_CHECKING:
+        import signal as _signal
+    else:
+        import _signal
+
+    try:
+        _signal.signal(_signal.SIGALRM, _exit)
+        _signal.setitimer(_signal.ITIMER_REAL, LAST_WORDS)
+    except ValueError:  # not the main thread (tests calling in-process)
+        pass
+
+
 def main(args: list[str], deadline: float = DEADLINE) -> int:
     if args[:1] in (["-h"], ["--help"]):
         sys.stdout.write(HELP)
@@ -168,21 +192,31 @@ def main(args: list[str], deadline: float = DEADLINE) -> int:
         result = answer_within(query, deadline)
     except Deadline:
         # fail closed: nothing on stdout, and no thread or child keeps ssh waiting
-        say(query.token, f"no answer within {_took(started)} s{_hung()}: no keys vouched for")
-        sys.stderr.flush()
         bounded = sys.modules.get("sshpin.core.bounded")
         if bounded is not None:
             bounded.kill_children()  # a token command the abandoned thread started
         from sshpin.core import connection
 
-        connection.note(connection.TIMED_OUT)  # this connection's later calls: the cache alone
-        import os
+        connection.note(connection.TIMED_OUT)  # this connection's later calls ask nothing
+        _last_words()
+        # written past sys.stderr's buffer, whose lock the abandoned thread may hold in a
+        # blocked write; the last timer ends a blocked write here
+        message = f"no answer within {_took(started)} s{_hung()}: no keys vouched for"
+        if first_time(line("", message)):
+            import os
 
-        os._exit(EXIT_OK)
+            os.write(2, (line(query.token, message) + "\n").encode("utf-8", "replace"))
+        _exit()
     if isinstance(result, SshpinError):
-        report(result, query.token)
+        _last_words()
+        bounded = sys.modules.get("sshpin.core.bounded")
+        if bounded is not None and bounded.spent():  # what hung was said to the connection
+            log(query.token, str(result))
+        else:
+            report(result, query.token)
         return EXIT_OK
     if isinstance(result, Exception):  # fail closed, never a traceback in ssh's output
+        _last_words()
         say(query.token, f"internal error ({type(result).__name__}); no keys vouched for")
         log(query.token, repr(result))
         return EXIT_OK

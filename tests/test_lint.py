@@ -74,23 +74,23 @@ def test_quote_check_finds_a_swallowed_quote() -> None:
 @pytest.mark.parametrize("page", ["man/sshpin.1", "man/sshpin.conf.5"])
 def test_man_pages_render_with_paired_quotes(page: str) -> None:
     """What a reader sees (``mandoc -T utf8``): every quote closes where it should."""
-    mandoc = shutil.which("mandoc")
-    if mandoc is None:
-        pytest.fail("mandoc is not installed (apt-get install mandoc)")
-    done = _run(mandoc, "-T", "utf8", page)
-    assert done.returncode == 0, done.stderr
-    text = re.sub(".\b", "", done.stdout)  # overstrike (bold, underline) to plain text
+    text = _render(page)
     assert "\u2018" in text  # the check below has quotes to look at
     assert _quote_problems(text) == []
 
 
-def _rendered(page: str) -> str:
+def _render(page: str) -> str:
+    """``page`` as ``mandoc -T utf8`` shows it, overstrike (bold, underline) as plain text."""
     mandoc = shutil.which("mandoc")
     if mandoc is None:
         pytest.fail("mandoc is not installed (apt-get install mandoc)")
     done = _run(mandoc, "-T", "utf8", page)
     assert done.returncode == 0, done.stderr
-    return " ".join(re.sub(".\b", "", done.stdout).split())
+    return re.sub(".\b", "", done.stdout)
+
+
+def _rendered(page: str) -> str:
+    return " ".join(_render(page).split())
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ are real.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -252,6 +252,20 @@ def test_sshpin_ssh_is_strict_for_every_spelling(
 
 
 @pytest.mark.slow
+def forged_refused_real_accepted(
+    sshd: Sshd, keys: Keys, known_hosts: Path,
+    connect: Callable[[], subprocess.CompletedProcess[str]],
+) -> None:  # fmt: skip
+    """A forged sshd is refused with nothing recorded; the real one is reached."""
+    sshd.restart([keys.forged])
+    refused = connect()
+    assert refused.returncode == 255 and "Host key verification failed" in refused.stderr
+    assert known_hosts.read_text() == ""
+    sshd.restart([keys.host])
+    accepted = connect()
+    assert accepted.returncode == 0 and accepted.stdout == "in\n", accepted.stderr
+
+
 def test_a_port_pin_reaches_the_snippet_and_refuses_a_forged_sshd(
     pin: Pin, keys: Keys, sshd: Sshd, tmp_path: Path
 ) -> None:
@@ -272,13 +286,7 @@ def test_a_port_pin_reaches_the_snippet_and_refuses_a_forged_sshd(
         return subprocess.run(argv, env=pin.env, capture_output=True, text=True,
                               stdin=subprocess.DEVNULL, timeout=90)  # fmt: skip
 
-    sshd.restart([keys.forged])
-    refused = connect()
-    assert refused.returncode == 255 and "Host key verification failed" in refused.stderr
-    assert known_hosts.read_text() == ""
-    sshd.restart([keys.host])
-    accepted = connect()
-    assert accepted.returncode == 0 and accepted.stdout == "in\n", accepted.stderr
+    forged_refused_real_accepted(sshd, keys, known_hosts, connect)
     assert known_hosts.read_text() == ""  # the pin vouched, nothing recorded on first use
     assert "not named as a host" not in done.stderr
     snippet = (pin.dir / "ssh_config").read_text()
@@ -360,11 +368,5 @@ def test_legacy_mode_takes_every_spelling_to_the_proxy(
         return subprocess.run(argv, env=pin.env, capture_output=True, text=True,
                               stdin=subprocess.DEVNULL, timeout=90)  # fmt: skip
 
-    sshd.restart([keys.forged])
-    refused = connect()
-    assert refused.returncode == 255 and "Host key verification failed" in refused.stderr
-    assert known_hosts.read_text() == ""
-    sshd.restart([keys.host])
-    accepted = connect()
-    assert accepted.returncode == 0 and accepted.stdout == "in\n", accepted.stderr
+    forged_refused_real_accepted(sshd, keys, known_hosts, connect)
     assert known_hosts.read_text() == ""

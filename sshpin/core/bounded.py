@@ -74,6 +74,14 @@ def within(seconds: float, margin: float = 1.0) -> float:
     return max(0.1, min(seconds, left - margin)) if left else seconds
 
 
+_spent = [False]  # this ssh connection's time for fetching is spent: no request is made
+
+
+def spent() -> bool:
+    """Is no request to be made (trust/http.py ``get`` refuses at once)?"""
+    return _spent[0]
+
+
 def doing(what: str) -> None:
     """Note what is about to wait (a name lookup, a connection, a token command)."""
     _doing[0] = what
@@ -114,7 +122,8 @@ def past_the_hit(fn: Callable[[bool], T], fetch: bool, subject: str) -> T:
     handler ends the call wherever ``fn`` blocks, even in ``getaddrinfo``, which a signal
     cannot end. The ssh connection's calls share one budget (core/connection.py
     ``fetch_budget``): the timer is shortened to what is left of it, and with less than
-    ``MIN_FETCH`` left the call answers from the cache alone. Without a timer (other
+    ``MIN_FETCH`` left no request is made (``spent``): the fetch fails at once, and the
+    provider's fallback serves what its rules still allow from the cache. Without a timer (other
     commands, tests calling in-process), ``fn`` runs here."""
     if TYPE_CHECKING:
         import signal as _signal
@@ -132,9 +141,13 @@ def past_the_hit(fn: Callable[[bool], T], fetch: bool, subject: str) -> T:
         if budget is not None and budget < MIN_FETCH:
             from sshpin.errors import log
 
-            log(subject, "this ssh connection's time for fetching is spent: the cache alone")
-            fetch = False
-        elif budget is not None and budget < left:
+            # not ``fn(False)``: that is the cache as it is (``cache show``), unchecked; a
+            # fetch that fails at once takes the provider's own fallback, whose rules
+            # (ttl, stale_if_error, the signed expires) decide what may still be served
+            log(subject, "this ssh connection's time for fetching is spent: nothing is asked")
+            _spent[0] = True
+            budget = MIN_FETCH  # time enough for that fallback, from the cache
+        if budget is not None and budget < left:
             _signal.setitimer(_signal.ITIMER_REAL, budget)
     box: list[T] = []
     error: list[BaseException] = []

@@ -217,21 +217,24 @@ def get(
     import threading
 
     require_https(url, what)
-    from sshpin.core.bounded import doing
+    from sshpin.core.bounded import doing, spent
+
+    if spent():
+        raise ProviderError(
+            f"{what}: not asked: this ssh connection already waited for it as long as it may"
+        )
 
     doing(f"waiting for {what} at {_host(url)} (name lookup, connection, TLS, answer)")
     if threading.current_thread() is not threading.main_thread():
         # no timer here (the hook's fetch thread): the exchange runs in a thread of its own,
         # abandoned at the same bound
-        from sshpin.core import connection
         from sshpin.core.bounded import TimedOut, call, now_doing
 
         try:
             return call(lambda: _get(s, url, headers, max_body, what, allow_404),
                         TOTAL_TIMEOUT + 1.0, "sshpin-http")  # fmt: skip
         except TimedOut:
-            connection.note(connection.TIMED_OUT)  # the ssh connection's later calls: no wait
-            raise ProviderError(
+            raise _timed_out(
                 f"{what}: timed out (no whole answer within {TOTAL_TIMEOUT:.0f} s, "
                 f"while {now_doing()})"
             ) from None
@@ -244,7 +247,7 @@ def get(
     try:
         return _get(s, url, headers, max_body, what, allow_404)
     except _Expired:
-        raise ProviderError(
+        raise _timed_out(
             f"{what}: timed out (no whole answer within {TOTAL_TIMEOUT:.0f} s)"
         ) from None
     finally:
@@ -252,6 +255,15 @@ def get(
         signal.signal(signal.SIGALRM, previous)
         if outer:  # put the outer deadline back, less the time spent here
             signal.setitimer(signal.ITIMER_REAL, max(0.001, outer - (time.monotonic() - started)))
+
+
+def _timed_out(message: str) -> ProviderError:
+    """A wait on the provider that ran out: noted for the ssh connection (core/connection.py),
+    whose later hook calls then ask nothing and serve what the cache's rules allow."""
+    from sshpin.core import connection
+
+    connection.note(connection.TIMED_OUT)
+    return ProviderError(message)
 
 
 def _host(url: str) -> str:
@@ -276,7 +288,7 @@ def _get(
         attempt += 1
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise ProviderError(f"{what}: timed out (no answer within {TOTAL_TIMEOUT:.0f} s)")
+            raise _timed_out(f"{what}: timed out (no answer within {TOTAL_TIMEOUT:.0f} s)")
         try:
             r = s.get(
                 url,
@@ -291,11 +303,11 @@ def _get(
                 f"{what}: TLS verification failed: {_reason(e)}", _tls_hint(s)
             ) from e
         except requests.exceptions.ConnectTimeout as e:
-            raise ProviderError(f"{what}: connection timed out") from e
+            raise _timed_out(f"{what}: connection timed out") from e
         except requests.exceptions.ConnectionError as e:
             raise ProviderError(f"{what}: cannot connect: {_reason(e)}") from e
         except requests.exceptions.Timeout as e:
-            raise ProviderError(f"{what}: timed out") from e
+            raise _timed_out(f"{what}: timed out") from e
         except requests.exceptions.RequestException as e:
             raise ProviderError(f"{what}: request failed: {_reason(e)}") from e
         try:
@@ -358,7 +370,7 @@ def _read_capped(r: requests.Response, limit: int, deadline: float, what: str) -
                     take(inflate.decompress(pending, limit - size + 1))
                     pending = inflate.unconsumed_tail
             if time.monotonic() > deadline:
-                raise ProviderError(
+                raise _timed_out(
                     f"{what}: timed out (body not received within {TOTAL_TIMEOUT:.0f} s)"
                 )
         if inflate is not None:

@@ -1,4 +1,5 @@
-"""Deadlines that hold however DNS behaves (issue 30, item 4), with real ssh and sshd.
+"""Deadlines that hold however DNS or the provider behave (issue 30, item 4), with real ssh
+and sshd; and a call after one that ran out of time serves only what the cache's rules allow.
 
 In a mount namespace, /etc/resolv.conf names a UDP socket on a loopback address that reads
 every query and answers none (glibc would wait ``timeout x attempts``: 150 s here, and a
@@ -25,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from sshpin.commands.demo import write_ssh_config
+from sshpin.provider_side.refserver import ReferenceServer
 from tests.conftest import HOOK, SSH, Pin
 
 ACCEPT_NEW = "Host *\n    StrictHostKeyChecking accept-new\n"  # the user's own, after the snippet
@@ -143,4 +145,42 @@ def test_the_same_connection_with_dns_that_answers_connects(
                     f"UserKnownHostsFile={ssh.known_hosts}", "-p", str(ssh.sshd.port),
                     "capsul-test1", "echo", "reached")  # fmt: skip
     assert done.returncode == 0 and done.stdout == "reached\n", done.stderr
+    assert Path(ssh.known_hosts).read_text() == ""
+
+
+def _through_a_slow_provider(
+    ssh: SSH, pin: Pin, provider: ReferenceServer, age: float
+) -> subprocess.CompletedProcess[str]:
+    """Connect once (the cache filled), age the cache by ``age`` seconds, then connect again
+    while the provider answers nothing for 40 s: the first call of that connection runs out
+    of time, and its later calls ask nothing."""
+    first = ssh.ssh("echo", "in")
+    assert first.returncode == 0, first.stderr
+    pin.expire(age)
+    provider.api.delay = 40.0
+    try:
+        return ssh.ssh("echo", "in")
+    finally:
+        provider.api.delay = 0.0
+
+
+def test_a_call_after_one_that_ran_out_never_serves_an_expired_entry(
+    ssh: SSH, pin: Pin, provider: ReferenceServer
+) -> None:
+    """Past ttl + stale_if_error the cache vouches for nothing: a later call of a connection
+    whose first call ran out of time takes the provider's fallback rules, never the cache as
+    it is (an attacker slowing the provider would otherwise get a long-dropped key in)."""
+    done = _through_a_slow_provider(ssh, pin, provider, 60 * 86400)
+    assert done.returncode == 255 and "Host key verification failed" in done.stderr, done.stderr
+    assert Path(ssh.known_hosts).read_text() == ""
+
+
+def test_a_call_after_one_that_ran_out_serves_a_stale_entry_its_rules_allow(
+    ssh: SSH, pin: Pin, provider: ReferenceServer
+) -> None:
+    """The other side: two hours old (past ttl, within stale_if_error), the keys are served
+    as the fallback serves them with the provider down, and ssh connects."""
+    done = _through_a_slow_provider(ssh, pin, provider, 2 * 3600)
+    assert done.returncode == 0 and done.stdout == "in\n", done.stderr
+    assert "(stale)" in done.stderr, done.stderr
     assert Path(ssh.known_hosts).read_text() == ""

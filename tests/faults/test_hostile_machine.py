@@ -294,3 +294,33 @@ def test_the_hook_deadline_prints_nothing_and_one_line(
         "127.0.0.1 (name lookup, connection, TLS, answer): no keys vouched for\n"
     )
     assert took < 5, took
+
+
+def test_a_stderr_nobody_reads_does_not_hold_the_hook(
+    pin: Pin, provider: ReferenceServer, keys: Keys
+) -> None:
+    """ssh's stderr a full pipe (a reader that stalls, a paused terminal): the one line the
+    hook has to say cannot keep it past its last timer; nothing is printed on stdout."""
+    import fcntl
+
+    provider.api.add("capsul-l", [keys.pub(keys.host)])
+    provider.api.status_override = 503  # an error to say, after the answer
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETFL, os.O_NONBLOCK)
+    try:
+        while True:
+            os.write(write_end, b"x" * 4096)
+    except BlockingIOError:
+        pass  # full
+    fcntl.fcntl(write_end, fcntl.F_SETFL, 0)
+    try:
+        start = time.monotonic()
+        done = subprocess.run([*HOOK, "known-hosts", "HOSTNAME", "capsul-l",
+                               *key_args(keys, keys.host)], env=pin.env, stdout=subprocess.PIPE,
+                              stderr=write_end, stdin=subprocess.DEVNULL, timeout=30)  # fmt: skip
+        took = time.monotonic() - start
+    finally:
+        os.close(write_end)
+        os.close(read_end)
+    assert (done.returncode, done.stdout) == (0, b"")
+    assert took < 8, took

@@ -27,6 +27,7 @@ import pytest
 
 from sshpin.commands.demo import write_ssh_config
 from sshpin.provider_side.refserver import ReferenceServer
+from sshpin.store.cachedir import ProviderCache
 from tests.conftest import HOOK, SSH, Pin
 
 ACCEPT_NEW = "Host *\n    StrictHostKeyChecking accept-new\n"  # the user's own, after the snippet
@@ -111,12 +112,18 @@ def test_an_api_url_by_name_that_never_resolves(
 
 
 def test_a_host_term_that_never_resolves(
-    ssh: SSH, pin: Pin, tmp_path: Path, mute_resolver: tuple[str, list[tuple[bytes, int]]]
+    ssh: SSH,
+    pin: Pin,
+    provider: ReferenceServer,
+    tmp_path: Path,
+    mute_resolver: tuple[str, list[tuple[bytes, int]]],
 ) -> None:
     """A cold miss (or any miss of a paged provider) asks ``?host=``; for a host known by a
     DNS name the term is its address, and DNS never answers."""
     resolver, queries = mute_resolver
     pin.write_config(hosts='["capsul-*", "*.capsul-hang.example"]', extra="resolve_dns = true\n")
+    provider.api.page_size = 1  # a paged provider, seen to page: every miss is a lookup
+    ProviderCache(str(pin.cache), "capsul").mark_paged()
     host = "web1.capsul-hang.example"
     done, took = ssh_without_dns(ssh, tmp_path, resolver, host, "capsul-* *.capsul-hang.example")
     assert done.returncode == 255 and "Host key verification failed" in done.stderr, done.stderr

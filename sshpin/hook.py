@@ -192,13 +192,13 @@ def main(args: list[str], deadline: float = DEADLINE) -> int:
         result = answer_within(query, deadline)
     except Deadline:
         # fail closed: nothing on stdout, and no thread or child keeps ssh waiting
+        _last_words()
         bounded = sys.modules.get("sshpin.core.bounded")
         if bounded is not None:
             bounded.kill_children()  # a token command the abandoned thread started
         from sshpin.core import connection
 
         connection.note(connection.TIMED_OUT)  # this connection's later calls ask nothing
-        _last_words()
         # written past sys.stderr's buffer, whose lock the abandoned thread may hold in a
         # blocked write; the last timer ends a blocked write here
         message = f"no answer within {_took(started)} s{_hung()}: no keys vouched for"

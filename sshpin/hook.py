@@ -16,6 +16,7 @@ The argv is parsed here; the answer comes from lookup.py.
 """
 
 import sys
+import time  # (loaded already: lookup.py needs it)
 
 from sshpin.core.keys import decode_base64
 from sshpin.core.names import Query, bare_host, parse_port, valid_host
@@ -134,16 +135,10 @@ def answer_within(query: "Query", seconds: float) -> list[str] | Exception:
         _signal.signal(_signal.SIGALRM, previous)
 
 
-def _monotonic() -> float:
-    import time
-
-    return time.monotonic()
-
-
 def _took(started: float) -> str:
     """The seconds waited, as said: whole when near a whole number (``12``), else one
     decimal (a connection's second call ends at what is left of its budget)."""
-    took = _monotonic() - started
+    took = time.monotonic() - started
     return f"{round(took):d}" if abs(took - round(took)) < 0.3 else f"{took:.1f}"
 
 
@@ -187,7 +182,7 @@ def main(args: list[str], deadline: float = DEADLINE) -> int:
         query = parse_args(args)
     except UsageError as e:
         return report(e, "known-hosts")
-    started = _monotonic()
+    started = time.monotonic()
     try:
         result = answer_within(query, deadline)
     except Deadline:

@@ -17,14 +17,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' provider (tests/)
+
 from sshpin.commands.demo import Sshd, keygen, make_tls, write_ssh_config
-from sshpin.commands.setup import hook_command, sshpin_command
-from sshpin.provider_side.refserver import (
-    CapsulAPI,
-    ReferenceServer,
-    fill_cache,
-    generated_key,
-)
+from sshpin.commands.snippet import hook_command, sshpin_command
+from tests.refserver import CapsulAPI, ReferenceServer, fill_cache, generated_key
 
 TOKEN = "bench-token"
 Run = Callable[[], object]

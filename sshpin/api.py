@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from sshpin.core.keys import HostKey
 from sshpin.core.names import Query, valid_host
-from sshpin.errors import NoKeysError, ProviderError, SshpinError, UsageError
+from sshpin.errors import NoKeysError, ProviderError, SshpinError, UsageError, to_logging
 from sshpin.lookup import lookup
 
 __all__ = [
@@ -121,6 +121,7 @@ def vouched(host: str, port: int = DEFAULT_PORT, offered: bytes | None = None) -
     Raises ``InvalidHost`` for a malformed host or port, ``NoAuthenticKeys`` when a managed
     host has no authentic keys, and (rarely) another ``SshpinError`` for a broken config.
     """
+    to_logging()  # a program's stderr is its own: sshpin's lines go to logging
     name, host, port = _name(host, port)
     want = offered
     if want is not None and _key_type(want).endswith(_CERT_SUFFIX):

@@ -66,6 +66,7 @@ def _run(args: list[str]) -> int:
         EXIT_USAGE,
         SshpinError,
         report,
+        say,
         set_verbose,
     )
     from sshpin.lookup import full_environment
@@ -84,7 +85,7 @@ def _run(args: list[str]) -> int:
     except SshpinError as e:
         return report(e)
     except KeyboardInterrupt:
-        sys.stderr.write("sshpin: interrupted\n")
+        say("", "interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # the reader went away (sshpin cache list | head): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -101,8 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
 
         def error(self, message: str) -> NoReturn:
             self.print_usage(sys.stderr)
+            from sshpin.errors import say
+
             command = self.prog.removeprefix("sshpin").strip()
-            sys.stderr.write(f"sshpin: {command + ': ' if command else ''}{message}\n")
+            say(command, message)
             raise SystemExit(1)
 
     parser = Parser(
@@ -402,7 +405,7 @@ def _cmd_demo(ns: argparse.Namespace) -> int:
 
 
 def _ssh_config(ns: argparse.Namespace) -> tuple[str, bool]:
-    from sshpin.commands.setup import default_ssh_config
+    from sshpin.commands.snippet import default_ssh_config
 
     return (ns.ssh_config, True) if ns.ssh_config else (default_ssh_config(), False)
 

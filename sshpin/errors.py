@@ -21,8 +21,10 @@ EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (about 2 ms)
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
 _verbose = False
+_logger: "Any" = None  # logging.getLogger("sshpin") once ``to_logging`` is called
 _first_time: "Callable[[str], bool] | None" = None  # the hook's one-message-per-connection rule
 
 
@@ -101,17 +103,39 @@ def say_once_per(first_time: "Callable[[str], bool] | None") -> None:
     _first_time = first_time
 
 
+def to_logging() -> None:
+    """Send ``say`` and ``log`` to ``logging.getLogger("sshpin")`` (warnings and debug
+    records) instead of stderr: the Python API and the integrations call it, so that a
+    paramiko or asyncssh program's stderr stays its own."""
+    global _logger
+    import logging
+
+    _logger = logging.getLogger("sshpin")
+
+
 def say(subject: str, message: str, hint: str = "") -> None:
     """A warning or notice the user must see (one line)."""
     if _first_time is not None and not _first_time(line("", message, hint)):
+        return
+    if _logger is not None:
+        _logger.warning("%s", line(subject, message, hint))
         return
     sys.stderr.write(line(subject, message, hint) + "\n")
 
 
 def log(subject: str, message: str) -> None:
-    """A ``-v`` note: printed only when verbose."""
-    if _verbose:
+    """A ``-v`` note: printed only when verbose (a debug record once ``to_logging``)."""
+    if _logger is not None:
+        _logger.debug("%s", line(subject, message))
+    elif _verbose:
         sys.stderr.write(line(subject, message) + "\n")
+
+
+def terminal(text: str) -> None:
+    """Text for the person at the terminal that is not a message: a prompt, a progress line
+    (written as is, flushed)."""
+    sys.stderr.write(text)
+    sys.stderr.flush()
 
 
 def report(error: SshpinError, subject: str = "") -> int:

@@ -18,7 +18,7 @@ import time
 
 from sshpin.core import config
 from sshpin.core.files import ensure_dir
-from sshpin.core.names import Query, hosts_match
+from sshpin.core.names import Query
 from sshpin.errors import ConfigError, SshpinError, log, say
 from sshpin.store.entries import HIT, HostEntry, ask
 
@@ -128,16 +128,12 @@ def _from_provider(query: "Query", fetch: bool) -> "Answer":
     if cfg is None:
         return Answer(f"no config file ({config.config_path()}): not managed")
     port = query.port
-    provider = cfg.vouching(query.host, port)
-    matching = [] if provider else [p for p in cfg.providers if hosts_match(p.hosts, query.host)]
-    if provider is None and matching:
-        ports = config.ports_text(matching[0].ports)
-        why = f"port {port} is not among the ports provider {matching[0].name!r} vouches for"
-        why += f" ({ports})"
+    provider, why = cfg.choose(query.host, port)
+    if provider is None and why.startswith("port"):
         log(query.token, f"{why}: not managed, left to your own known_hosts")
         return Answer(f"{why}: not managed, and it is not pinned")
     if provider is None:
-        return Answer("no provider's hosts match it, and it is not pinned")
+        return Answer(f"{why}, and it is not pinned")
     trust = provider.get("trust")  # None for types that cache nothing: no entry is theirs
     if trust is not None:  # (one left by another type of the same name is not evidence)
         signed_only = bool(provider.get("signing_keys"))

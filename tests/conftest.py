@@ -20,7 +20,7 @@ import trustme
 from hypothesis import HealthCheck, settings
 
 from sshpin.commands.demo import Sshd, keygen, write_ssh_config
-from sshpin.provider_side.refserver import CapsulAPI, ReferenceServer
+from tests.refserver import CapsulAPI, ReferenceServer
 
 TOKEN = "test-token-5f1e0c"  # the provider's valid token for these tests
 

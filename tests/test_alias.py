@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from sshpin.commands.doctor import capsul_blocks
-from sshpin.provider_side.refserver import ReferenceServer
 from tests.conftest import HOOK, SSH, Keys, Pin
+from tests.refserver import ReferenceServer
 
 pytestmark = pytest.mark.slow
 

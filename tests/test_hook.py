@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from sshpin.errors import UsageError
 from sshpin.hook import parse_args
-from sshpin.provider_side.refserver import ReferenceServer
 from tests.conftest import HOOK, Keys, Pin
+from tests.refserver import ReferenceServer
 
 ED = base64.b64encode(b"\x00\x00\x00\x0bssh-ed25519\x00\x00\x00\x20" + b"k" * 32).decode()
 

@@ -131,3 +131,24 @@ def test_every_security_mutant_still_names_its_code() -> None:
         for find in finds:
             assert source.count(find) == 1, f"{m['id']}: {find!r} is not once in {m['file']}"
         assert m["killed_by"], m["id"]
+
+
+def test_no_module_of_the_package_is_over_500_lines() -> None:
+    long = {str(p.relative_to(ROOT)): n for p in (ROOT / "sshpin").rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 500}  # fmt: skip
+    assert not long, long
+
+
+def test_no_fault_knob_bomb_or_cache_filler_ships() -> None:
+    """Test servers' knobs live under tests/ (tests/refserver.py), never in the package."""
+    words = ("self.faults", "_bomb", "fill_cache", "status_override", "body_override", "page_delay")
+    found = [f"{p.relative_to(ROOT)}: {w}" for p in (ROOT / "sshpin").rglob("*.py")
+             for w in words if w in p.read_text()]  # fmt: skip
+    assert not found, found
+
+
+def test_the_time_rules_and_the_rfc3339_formatter_are_defined_once() -> None:
+    text = {p: p.read_text() for p in (ROOT / "sshpin").rglob("*.py")}
+    for pattern in (r"^MAX_AGE = ", r"^SKEW = ", r'strftime\("%Y-%m-%dT%H:%M:%SZ"'):
+        where = [str(p.relative_to(ROOT)) for p, t in text.items() if re.search(pattern, t, re.M)]
+        assert len(where) == 1, (pattern, where)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from sshpin.provider_side.refserver import ReferenceServer
 from tests.conftest import Keys, Pin
 from tests.providers.test_url import Bucket, key_file
+from tests.refserver import ReferenceServer
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from sshpin.provider_side.refserver import ReferenceServer
 from tests.conftest import SSH, TOKEN, Keys
+from tests.refserver import ReferenceServer
 
 pytestmark = pytest.mark.slow
 

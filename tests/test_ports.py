@@ -16,8 +16,8 @@ from sshpin.commands.demo import Sshd, keygen
 from sshpin.core.names import Query, port_name, split_host
 from sshpin.errors import UsageError
 from sshpin.hook import parse_args
-from sshpin.provider_side.refserver import ReferenceServer
 from tests.conftest import SSH, SSHPIN, Keys, Pin
+from tests.refserver import ReferenceServer
 
 # -- parsing: %H and pin names, port-aware ---------------------------------------------------
 

@@ -18,9 +18,9 @@ from sshpin.core.keys import HostKey, decode_base64, encode_base64
 from sshpin.core.offered import REVOCABLE_TYPES, offered_key
 from sshpin.hook import parse_args
 from sshpin.lookup import Answer
-from sshpin.provider_side.refserver import ReferenceServer
 from sshpin.store.entries import HostEntry
 from tests.conftest import Keys, Pin
+from tests.refserver import ReferenceServer
 from tests.strategies import _mpint, _ssh_string, ecdsa_blob, valid_blobs
 
 TOKEN = "[127.0.0.1]:2222"

@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from sshpin.commands.demo import keygen
 from sshpin.errors import UsageError
 from sshpin.hook import parse_args
-from sshpin.provider_side.refserver import ReferenceServer
 from sshpin.trust import sshsig
 from tests.conftest import TLS, Keys, Pin
+from tests.refserver import ReferenceServer
 
 # -- the host argument: a trailing newline or blank never passes -----------------------------
 

@@ -22,12 +22,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sshpin.commands.demo import Sshd
-from sshpin.commands.setup import match_lines, render_snippet, ssh_patterns
+from sshpin.commands.snippet import match_lines, render_snippet, ssh_patterns
 from sshpin.core.config import parse_document
 from sshpin.core.names import bare_host, hosts_match, valid_host
 from sshpin.core.schema import host_pattern
-from sshpin.provider_side.refserver import ReferenceServer
 from tests.conftest import HOOK_LINE, SSHPIN, Keys, Pin
+from tests.refserver import ReferenceServer
 
 
 def effective(config: Path, *args: str) -> dict[str, str]:

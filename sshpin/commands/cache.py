@@ -13,7 +13,8 @@ from typing import Any, TextIO
 from sshpin.core import config
 from sshpin.core.files import ensure_dir
 from sshpin.core.names import Query
-from sshpin.errors import EXIT_OK, NoKeysError, SshpinError, UsageError, say
+from sshpin.core.times import rfc3339
+from sshpin.errors import EXIT_OK, NoKeysError, SshpinError, UsageError, say, terminal
 from sshpin.lookup import lookup
 from sshpin.providers import for_config, load_config, provider_for
 from sshpin.providers.interface import Row
@@ -24,7 +25,7 @@ from sshpin.store.history import read_history
 
 
 def iso(ts: float | None) -> str | None:
-    return None if ts is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    return None if ts is None else rfc3339(ts)
 
 
 def cache_root() -> str:
@@ -192,7 +193,7 @@ def cmd_refresh(token: str | None, out: TextIO) -> int:
                 changes = p.refresh(host)
             finally:
                 if p.progress is not None:
-                    sys.stderr.write("\n")
+                    terminal("\n")
             if host is not None and p.answer(Query(host), fetch=False) is None:
                 raise NoKeysError(f"{host}: provider {p.name!r} lists no such host")
         except SshpinError as e:
@@ -217,9 +218,8 @@ def _progress(name: str) -> Callable[[int, int], None]:
     """Pages and capsuls fetched so far, on one rewritten stderr line (a terminal only)."""
 
     def show(pages: int, capsuls: int) -> None:
-        sys.stderr.write(f"\rsshpin: cache refresh: provider {name!r}: page {pages}, "
-                         f"{capsuls} capsuls verified")  # fmt: skip
-        sys.stderr.flush()
+        terminal(f"\rsshpin: cache refresh: provider {name!r}: page {pages}, {capsuls} capsuls "
+                 "verified")  # fmt: skip
 
     return show
 

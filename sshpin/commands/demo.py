@@ -15,7 +15,7 @@ import tempfile
 import time
 from typing import Any
 
-from sshpin.commands.setup import hook_command, match_lines
+from sshpin.commands.snippet import hook_command, match_lines
 from sshpin.errors import ConfigError
 
 SSHD_PATHS = ("/usr/sbin/sshd", "/usr/local/sbin/sshd", "/usr/libexec/sshd", "/sbin/sshd")

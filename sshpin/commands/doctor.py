@@ -7,16 +7,16 @@ import subprocess
 import time
 
 from sshpin.commands.proxy import managed_known_hosts
-from sshpin.commands.setup import (
+from sshpin.commands.snippet import (
     HOOK_ARGS,
     LEGACY_MARK,
-    _directive,
-    _read,
     current_snippet,
+    directive,
     hook_command,
     include_state,
     openssh_version,
     proxy_arguments,
+    read_text,
     real_home,
     snippet_path,
     ssh_patterns,
@@ -63,7 +63,7 @@ def run(ssh_config: str, explicit: bool, check_providers: bool = True) -> list[C
     if not ssh:
         return [Check("openssh", False, "ssh not found on PATH", "install OpenSSH's client")]
     version_text, version = openssh_version(ssh)
-    existing, _ = _read(snippet_path())
+    existing, _ = read_text(snippet_path())
     legacy = existing is not None and LEGACY_MARK in existing
     if version is None:
         checks.append(
@@ -115,13 +115,13 @@ def run(ssh_config: str, explicit: bool, check_providers: bool = True) -> list[C
     snippet = snippet_path()
     if cfg is not None:
         _, want = current_snippet(legacy)  # setup's own builder: the config and every pin
-        have, _ = _read(snippet)
+        have, _ = read_text(snippet)
         if have == want:
             checks.append(Check("snippet", True, f"{snippet} is up to date"))
         else:
             why = "missing" if have is None else "out of date with the config or this sshpin"
             checks.append(Check("snippet", False, f"{snippet} is {why}", "sshpin setup"))
-    text, _ = _read(ssh_config)
+    text, _ = read_text(ssh_config)
     state = include_state(text or "", snippet)
     if state == "top":
         checks.append(Check("include", True, f"{ssh_config} includes {snippet} before any Host"))
@@ -231,7 +231,7 @@ def capsul_blocks(text: str) -> list[tuple[str, str]]:
 
     blocks: list[tuple[list[str], str]] = []
     for line in text.splitlines():
-        key, rest = _directive(line)
+        key, rest = directive(line)
         if key == "host":
             literal = [w.strip('"').lower() for w in rest.split()]
             blocks.append(([w for w in literal if not any(c in w for c in "*?!")], ""))

@@ -18,13 +18,10 @@ def cmd_pin(token: str, stdin: TextIO, out: TextIO) -> int:
 
     host = host_arg(token).name  # ``host`` (port 22) or ``[host]:port``, as known_hosts has it
     if stdin.isatty():  # a person at a terminal: say what to paste and how to end
-        import sys
+        from sshpin.errors import terminal
 
-        sys.stderr.write(
-            f"Paste the public host keys of {host} (.pub or known_hosts lines, from the "
-            "provider's page), then press Ctrl-D on an empty line:\n"
-        )
-        sys.stderr.flush()
+        terminal(f"Paste the public host keys of {host} (.pub or known_hosts lines, from the "
+                 "provider's page), then press Ctrl-D on an empty line:\n")  # fmt: skip
     text = stdin.read(pins.MAX_INPUT + 1)
     if len(text) > pins.MAX_INPUT:
         raise UsageError(f"pin {host}: more than 64 KiB on standard input")
@@ -51,7 +48,7 @@ def cmd_pin(token: str, stdin: TextIO, out: TextIO) -> int:
 
 def _snippet(out: TextIO) -> None:
     """Keep the ssh snippet's block of pinned hosts in step (ssh must ask the hook for them)."""
-    from sshpin.commands.setup import refresh_snippet, snippet_path
+    from sshpin.commands.snippet import refresh_snippet, snippet_path
 
     try:
         changed = refresh_snippet()

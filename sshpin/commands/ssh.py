@@ -6,7 +6,7 @@ import os
 import shutil
 import sys
 
-from sshpin.commands.setup import hook_command, hook_line
+from sshpin.commands.snippet import hook_command, hook_line
 from sshpin.errors import EXIT_OK, EXIT_USAGE, say
 
 HELP = """\

@@ -105,15 +105,24 @@ class Config:
         raise ConfigError(f"{self.path}: no provider named {name!r} (known: {known})")
 
     def vouching(self, host: str, port: int) -> "ProviderConfig | None":
-        """The provider that vouches for ``host`` (lower case, no port) on ``port``: the first
-        whose ``hosts`` match it and whose ``ports`` hold the port. The one choice of the
-        hook's lookup, export, proxy, ``sshpin ssh`` and ``cache show``."""
+        """The provider that vouches for ``host`` (lower case, no port) on ``port``."""
+        return self.choose(host, port)[0]
+
+    def choose(self, host: str, port: int) -> "tuple[ProviderConfig | None, str]":
+        """(the provider that vouches for ``host`` on ``port``, or None and why none does):
+        the first whose ``hosts`` match it and whose ``ports`` hold the port. The one choice
+        of the hook's lookup, export, proxy, ``sshpin ssh`` and ``cache show``."""
         from sshpin.core.names import hosts_match
 
-        for p in self.providers:
-            if p.covers(port) and hosts_match(p.hosts, host):
-                return p
-        return None
+        matching = [p for p in self.providers if hosts_match(p.hosts, host)]
+        for p in matching:
+            if p.covers(port):
+                return p, ""
+        if matching:
+            ports = ports_text(matching[0].ports)
+            return None, (f"port {port} is not among the ports provider {matching[0].name!r} "
+                          f"vouches for ({ports})")  # fmt: skip
+        return None, "no provider's hosts match it"
 
 
 def _home() -> str:

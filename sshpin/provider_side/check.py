@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sshpin.core.checks import Check
+from sshpin.core.times import rfc3339
 from sshpin.errors import SshpinError
 
 MAX_PAGES = 1000
-SKEW = 300.0
-MAX_AGE = 30 * 86400
 MUST, SHOULD = "MUST", "SHOULD"
 
 # Each check's level, the one place that decides it, from docs/provider-api.md's key words
@@ -88,7 +88,6 @@ def check_api(
 def _check_api(
     api_url: str, token: str, signing_keys: list[str], ca_bundle: str, public: bool
 ) -> list[Check]:
-    from sshpin.core.keys import SIGNING_KEY_TYPES, parse_line
     from sshpin.trust.document import parse_capsul_api
 
     checks: list[Check] = []
@@ -157,41 +156,53 @@ def _check_api(
         "publish each key's exact type, base64 and SHA256 fingerprint",
     )
     now = time.time()
-    fresh = now - MAX_AGE < doc.generated_at <= now + SKEW
-    add(
-        "generated_at",
-        fresh,
-        _iso(doc.generated_at),
-        "set generated_at to when the document was made (not older than 30 days, not ahead)",
-    )
-    bound = bool(doc.api) and doc.expires > 0
-    add(
-        "binding",
-        bound
-        and doc.api == api_url.rstrip("/")
-        and doc.generated_at < doc.expires <= doc.generated_at + MAX_AGE
-        and now < doc.expires,
-        f"api {doc.api or '(none)'}, expires {_iso(doc.expires) if doc.expires else '(none)'}",
-        "name the api and an expires at most 30 days after generated_at",
-    )
-    if signing_keys:
-        from sshpin.trust import sshsig
+    from sshpin.trust import verify
 
-        allowed = [parse_line(line, SIGNING_KEY_TYPES) for line in signing_keys]
-        header = r.headers.get("sshpin-signature", "")
+    # the client's own rules (trust/verify.py), on the document as served
+    def generated_at() -> None:
+        verify.check_window(doc.generated_at, 0.0, now, "document")
+
+    def binding() -> None:
+        verify.check_api(doc.api, verify.Asked("provider", api=api_url.rstrip("/")))
+        verify.check_bound(doc.api, doc.expires, verify.Trust(), "document")
+        verify.check_window(doc.generated_at, doc.expires, now, "document")
+
+    rules: dict[str, Callable[[], None]] = {"generated_at": generated_at, "binding": binding}
+    shown = {
+        "generated_at": rfc3339(doc.generated_at),
+        "binding": f"api {doc.api or '(none)'}, expires "
+        + (rfc3339(doc.expires) if doc.expires else "(none)"),
+    }
+    fixes = {
+        "generated_at": "set generated_at to when the document was made (not older than 30 "
+        "days, not ahead)",
+        "binding": "name the api and an expires at most 30 days after generated_at",
+    }
+    for name, rule in rules.items():
         try:
-            import base64
+            rule()
+            add(name, True, shown[name])
+        except SshpinError as e:
+            add(name, False, str(e), fixes[name])
+    if signing_keys:
+        from sshpin.trust.keychain import KeyState
 
-            blob = base64.b64decode(header, validate=True) if header else b""
-            where = ""
-            if not blob:  # static hosting: the client verifies {api_url}/capsuls.sig instead
-                sig = client.get(url + ".sig", {})
-                if sig.status != 200:
-                    raise SshpinError(f"no Sshpin-Signature header; capsuls.sig: HTTP {sig.status}")
-                blob, where = sshsig.unarmor(sig.body.decode("ascii", "replace")), " (capsuls.sig)"
-            signer = sshsig.verify(blob, r.body, allowed)
-            add("signature", True, f"by {signer.sha256()}{where}")
-        except (SshpinError, ValueError) as e:
+        state = KeyState.start(list(signing_keys))
+        header = r.headers.get("sshpin-signature") or None
+        detached, where = None, ""
+        if not header:  # static hosting: the client verifies {api_url}/capsuls.sig instead
+            sig = client.get(url + ".sig", {})
+            detached, where = (sig.body, " (capsuls.sig)") if sig.status == 200 else (None, "")
+        received = verify.Received(r.body, content_type, header, detached)
+        chain = None
+        if verify.wants_chain(received, verify.Trust(state)):
+            answer = client.get(api_url.rstrip("/") + "/signing-keys", {})
+            chain = answer.body if answer.status == 200 else None
+        try:
+            signer, _, _ = verify.check_signature(received, state, api_url.rstrip("/"),
+                                                  "document", chain)  # fmt: skip
+            add("signature", True, f"by {signer}{where}")
+        except SshpinError as e:
             add(
                 "signature",
                 False,
@@ -433,7 +444,3 @@ def _check_url(template: str, host: str, signing_keys: list[str], ca_bundle: str
                 )
             )
     return checks
-
-
-def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

@@ -29,6 +29,7 @@ from typing import Any
 
 from sshpin.core.keys import KEY_TYPES, HostKey, parse_key_lines
 from sshpin.core.names import is_capsul_id, valid_host
+from sshpin.core.times import rfc3339
 from sshpin.errors import ConfigError, UsageError, VerificationError
 
 MAX_DAYS = 30
@@ -108,10 +109,6 @@ def from_inventory(path: str) -> Inventory:
     return inventory
 
 
-def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
-
-
 def key_entry(key: HostKey) -> dict[str, str]:
     """One ``ssh_host_keys`` (or ``revoked_keys``) entry: type, base64, SHA256 fingerprint."""
     return {"key_type": key.key_type, "content": key.base64, "sha256": key.sha256()}
@@ -155,13 +152,15 @@ def document(inventory: Inventory, api_url: str, now: float, days: int) -> bytes
          "ipv6": m.ipv6, "ssh_host_keys": [key_entry(k) for k in m.keys]}
         for m in inventory.machines if m.capsul
     ]  # fmt: skip
-    doc = v1_document(inventory.account, api_url, _iso(now), _iso(now + days * 86400), capsuls)
+    doc = v1_document(
+        inventory.account, api_url, rfc3339(now), rfc3339(now + days * 86400), capsuls
+    )
     return json.dumps(doc, indent=1).encode() + b"\n"
 
 
 def key_file(machine: Machine, now: float, days: int) -> bytes:
-    header = (f"# sshpin-hostkeys v1 host={machine.host} generated_at={_iso(now)} "
-              f"expires={_iso(now + days * 86400)}\n")  # fmt: skip
+    header = (f"# sshpin-hostkeys v1 host={machine.host} generated_at={rfc3339(now)} "
+              f"expires={rfc3339(now + days * 86400)}\n")  # fmt: skip
     return (header + "".join(k.openssh() + "\n" for k in machine.keys)).encode()
 
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from sshpin.errors import ConfigError, ProviderError, log, say
 from sshpin.store.cachedir import unstage
 from sshpin.store.history import append_history
-from sshpin.trust.document import ListingWriter
+from sshpin.trust.listing import ListingWriter
 from sshpin.trust.obtain import LOCK_WAIT, announce
 
 if TYPE_CHECKING:
@@ -41,10 +41,11 @@ STAGED_AGE = 86400.0  # a refresh's temporary files older than this were left by
 
 def refresh_listing(
     provider: CapsulProvider, documents: DocumentFetch
-) -> tuple[Document, list[dict[str, object]]]:
+) -> tuple[Document, list[dict[str, object]]] | None:
     """Fetch the listing aside and swap it in. Returns the listing the cache holds now (this
-    one, or a newer one another sshpin kept meanwhile) and the history records it made.
-    ``NeedsLookup`` (a paged provider without ``all_pages``) and every refusal propagate."""
+    one, or a newer one another sshpin kept meanwhile) and the history records it made; None
+    when the provider pages its listing and ``all_pages`` is not asked (then: lookups).
+    Every refusal propagates."""
     store, what = provider.store, f"provider {provider.name!r}"
     refreshing = store.refresh_lock()
     with refreshing as locked:
@@ -59,6 +60,9 @@ def refresh_listing(
         previous = documents.read()
         log(documents.subject, "fetching the listing (aside; ssh is not held up)")
         item = documents.fetch(previous)
+        if item.partial:
+            documents.write(item)  # marks the provider paged; nothing else is kept
+            return None
         writer, documents.pending = documents.pending, None
         try:
             records = documents.changes(item, previous)
@@ -111,14 +115,12 @@ def _swap(
         if latest is not None and latest.generated_at > item.generated_at:
             say(what, "a newer document was kept while the listing was fetched; it stays")
             return latest
-        provider._check_account(item)  # an account recorded meanwhile binds this listing too
-        if item.signed:
-            provider._check_rollback(item, latest, item.signer)  # floors raised meanwhile
+        provider.check_kept(item, latest)  # an account recorded, floors raised meanwhile
         store.install_document(staged)
         writer.install()
         if item.pages > 1:
             store.mark_paged()
-        provider.record_newest(item, f"account {item.account}")
+        provider.record_newest(item, "account", item.account)
     return item
 
 
@@ -139,10 +141,10 @@ def _derive_hosts(provider: CapsulProvider, item: Document, stamp: bytes) -> Non
                 if not locked or store.document_stamp() != stamp:
                     return  # stale entries are derived again from the index when used
                 for host in hosts[start : start + BATCH]:
-                    current = provider._cached_entry(host)
+                    current = provider.cached_entry(host)
                     if current is not None and current.fetched_at > item.fetched_at:
                         continue  # a later ?host= answer prevails over this listing
-                    derived = provider._derive_quiet(source, host)
+                    derived = provider.derive_quiet(source, host)
                     if derived is None:
                         store.drop_host(host)
                     else:

@@ -28,24 +28,22 @@ from sshpin.core.schema import (
     string,
     trust_context,
 )
-from sshpin.errors import NoKeysError, SshpinError, VerificationError, log, say
+from sshpin.errors import NoKeysError, SshpinError, log, say
 from sshpin.providers.interface import Provider, Row, unknown_key
 from sshpin.store.cachedir import ProviderCache
-from sshpin.store.entries import HostEntry, fresh
+from sshpin.store.entries import HostEntry, fresh, usable
 from sshpin.store.history import history_record
+from sshpin.trust.keyfile import verify_key_file
 from sshpin.trust.obtain import Fetch, obtain
+from sshpin.trust.verify import BadSignature, floor_key
 
 if TYPE_CHECKING:
     from sshpin.core.config import ProviderConfig
-    from sshpin.core.keys import HostKey
     from sshpin.core.names import Query
 
 MAX_FILE = 65536
 MAX_SIG = 16384
 RULE = "url"
-HEADER = "# sshpin-hostkeys v1 "
-MAX_AGE = 30 * 86400  # as for capsul documents: nothing signed holds longer than this
-SKEW = 300.0
 
 
 class UrlProvider(Provider):
@@ -120,9 +118,9 @@ class UrlProvider(Provider):
         previous: HostEntry | None = None,
         notes: list[str] | None = None,
     ) -> HostEntry:
-        """The host's signed key file; a note in ``notes`` for each key line skipped."""
-        from sshpin.core.keys import SIGNING_KEY_TYPES, parse_line
-        from sshpin.trust import http, sshsig
+        """The host's signed key file, verified by the trust core (trust/verify.py); a note
+        in ``notes`` for each key line skipped."""
+        from sshpin.trust import http
 
         url = self.url_for(host)
         what = f"provider {self.name!r}"
@@ -133,72 +131,28 @@ class UrlProvider(Provider):
                 raise NoKeysError(f"{what}: no key file for {host} ({url}: HTTP 404)")
             sig = http.get(s, url + ".sig", {}, MAX_SIG, what, allow_404=True)
             if sig.status == 404:
-                raise VerificationError(f"{what}: key file for {host} is not signed (no .sig)")
+                raise BadSignature(f"{what}: key file for {host} is not signed (no .sig)")
         finally:
             s.close()
-        try:
-            text = sig.body.decode("ascii")
-        except UnicodeDecodeError:
-            raise VerificationError(f"{what}: {url}.sig is not an armored signature") from None
-        allowed = [parse_line(line, SIGNING_KEY_TYPES) for line in self.cfg.get("signing_keys")]
-        try:
-            signer = sshsig.verify(sshsig.unarmor(text), body.body, allowed).sha256()
-        except VerificationError as e:
-            raise VerificationError(f"{what}: signature of {url} refused: {e}") from None
-        keys = parse_key_file(body.body, f"{what}: {url}", notes)
-        generated, expires = self._check_binding(host, body.body, signer, previous, now)
-        if generated:
+        before = previous.generated if previous is not None else 0.0
+        verified = verify_key_file(body.body, sig.body, host, url, self.name,
+                                   list(self.cfg.get("signing_keys")),
+                                   bool(self.cfg.get("allow_unbound")), now, self.store.floors(),
+                                   before)  # fmt: skip
+        if notes is not None:
+            notes += verified.notes
+        for warning in verified.warnings:
+            say(host, warning)
+        if verified.generated:
             try:
-                self.store.record_newest(f"host {host} {signer}", generated)
+                self.store.record_newest(floor_key("host", host, verified.signer),
+                                         verified.generated)  # fmt: skip
             except OSError:
                 pass  # best effort: the cached entry still stops a rollback below it
         trust = str(self.cfg.get("trust") or "")
-        return HostEntry(host, host, RULE, now, keys, True, url, expires=expires, trust=trust,
-                         generated=generated)  # fmt: skip
-
-    def _check_binding(
-        self, host: str, data: bytes, signer: str, previous: HostEntry | None, now: float
-    ) -> tuple[float, float]:
-        """The signed header: for this host, within its time, not older than one accepted.
-        Returns (generated_at, expires); (0, 0) for an unbound file the user opted into."""
-        what = f"provider {self.name!r}: key file for {host}"
-        header = parse_header(data, what)
-        if header is None:
-            weakness = "another host's file or an old one could be served in its place"
-            if not self.cfg.get("allow_unbound"):
-                raise VerificationError(
-                    f"{what}: refused as unbound: it names no host and time (no "
-                    f"'{HEADER.strip()}' first line); {weakness}",
-                    "have the operator sign files with the header, or set allow_unbound = true",
-                )
-            say(host, f"warning: {what} names no host and time (allow_unbound = true): "
-                f"{weakness}")  # fmt: skip
-            return 0.0, 0.0
-        named, generated, expires = header
-        if named != host:
-            raise VerificationError(
-                f"{what}: refused as mix-and-match: the signed file is for host {named[:80]!r}"
-            )
-        if generated > now + SKEW:
-            raise VerificationError(
-                f"{what}: refused as fast-forward: generated at {_iso(generated)}, in the future"
-            )
-        if now >= expires:
-            raise VerificationError(f"{what}: refused as a freeze: it expired at {_iso(expires)}")
-        if expires > generated + MAX_AGE:
-            raise VerificationError(
-                f"{what}: refused as endless data: valid until {_iso(expires)}, more than 30 "
-                "days after it was generated"
-            )
-        floor = self.store.newest(f"host {host} {signer}")
-        if previous is not None and previous.generated:
-            floor = max(floor, previous.generated)
-        if generated < floor:
-            raise VerificationError(
-                f"{what}: generated at {_iso(generated)}, older than one already accepted "
-                f"({_iso(floor)}): refused as a rollback"
-            )
-        return generated, expires
+        return HostEntry(host, host, RULE, now, verified.keys, True, url,
+                         expires=verified.expires, trust=trust,
+                         generated=verified.generated)  # fmt: skip
 
 
 class HostFileFetch(Fetch[HostEntry]):
@@ -213,9 +167,9 @@ class HostFileFetch(Fetch[HostEntry]):
 
     def read(self) -> HostEntry | None:
         entry = self.provider.store.read_host(self.host)
-        if entry is None or not entry.signed:
+        if entry is None:
             return None
-        if entry.trust != self.provider.cfg.get("trust"):
+        if not usable(entry.signed, entry.trust, True, str(self.provider.cfg.get("trust"))):
             log(self.host, "cached keys were verified under another configuration; refetching")
             return None
         return entry
@@ -238,54 +192,3 @@ class HostFileFetch(Fetch[HostEntry]):
         self.changed = [history_record(item.fetched_at, self.provider.name, item.host, item.host,
                                        [], event, before, after, item.source)]  # fmt: skip
         return self.changed
-
-
-def parse_key_file(data: bytes, where: str, notes: list[str] | None = None) -> list[HostKey]:
-    """Public key lines; comments and blank lines skipped; lines of a type sshpin does not
-    serve (DSA, certificates, security keys, types newer than sshpin...) skipped, each with a
-    note in ``notes`` naming the line and type; anything malformed refuses the whole file."""
-    from sshpin.core.keys import parse_key_lines
-
-    found: list[str] = []
-    try:
-        keys = parse_key_lines(data.decode("utf-8"), skip_unsupported=True, notes=found)
-    except UnicodeDecodeError:
-        raise VerificationError(f"{where}: not UTF-8 text") from None
-    except VerificationError as e:
-        raise VerificationError(f"{where}: {e}") from None
-    if notes is not None:
-        notes += [f"{where}: {note}" for note in found]
-    if not keys:
-        why = f" ({found[0]})" if found else ""
-        raise NoKeysError(f"{where}: no usable host key in the file{why}")
-    return keys
-
-
-def parse_header(data: bytes, where: str) -> tuple[str, float, float] | None:
-    """The first line ``# sshpin-hostkeys v1 host=H generated_at=T expires=T`` as (host,
-    generated_at, expires); None when the file has no such line. A line that starts like the
-    header but is malformed refuses the file (it is not silently treated as unbound)."""
-    from sshpin.trust.document import parse_timestamp
-
-    first = data.split(b"\n", 1)[0].rstrip(b"\r")
-    if not first.startswith(b"# sshpin-hostkeys "):
-        return None
-    if not first.startswith(HEADER.encode()):
-        raise VerificationError(f"{where}: header line of an unknown version (not v1)")
-    try:
-        fields = first.decode("ascii").split(" ")[3:]
-    except UnicodeDecodeError:
-        raise VerificationError(f"{where}: header line is not ASCII") from None
-    pairs = [f.partition("=") for f in fields]
-    names = [name for name, _, _ in pairs]
-    if names != ["host", "generated_at", "expires"] or any(not v for _, _, v in pairs):
-        raise VerificationError(
-            f"{where}: header line must be '{HEADER}host=<host> generated_at=<RFC 3339> "
-            "expires=<RFC 3339>'"
-        )
-    host = pairs[0][2].lower()
-    return host, parse_timestamp(pairs[1][2]), parse_timestamp(pairs[2][2], "expires")
-
-
-def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

@@ -251,18 +251,24 @@ class ProviderCache:
     def newest_path(self) -> str:
         return os.path.join(self.dir, "newest.json")
 
-    def newest(self, key: str) -> float:
-        """The newest ``generated_at`` accepted for ``key`` (an account or host, and a signing
-        key): the floor below which a signed statement is a rollback. Kept across
-        ``cache clear`` (it is not cache: forgetting it would let an old statement back in)."""
+    def floors(self) -> dict[str, float]:
+        """The newest ``generated_at`` accepted, by key (an account, capsul or host, and a
+        signing key: ``trust/verify.floor_key``): the floors below which a signed statement
+        is a rollback. Kept across ``cache clear`` (it is not cache: forgetting it would let
+        an old statement back in). A damaged file reads as no floors."""
         import json
 
         raw = read_small(self.newest_path)
         try:
-            value = json.loads(raw).get(key, 0.0) if raw else 0.0
-            return float(value)
-        except (ValueError, TypeError, AttributeError):
-            return 0.0
+            data = json.loads(raw) if raw else {}
+            if not isinstance(data, dict):
+                return {}
+            return {str(k): float(v) for k, v in data.items()}
+        except (ValueError, TypeError):
+            return {}
+
+    def newest(self, key: str) -> float:
+        return self.floors().get(key, 0.0)
 
     def record_newest(self, key: str, generated_at: float) -> None:
         import json

@@ -165,6 +165,14 @@ def servable(
     return age(fetched_at, now) < ttl + stale_if_error
 
 
+def usable(signed: bool, trust: str, signed_only: bool, current: str) -> bool:
+    """The one cache-usability rule, for an entry and a document alike: what is cached counts
+    only when it was verified under today's trust context (``current``: signing keys, URL,
+    CA bundle, account, the aliases and DNS rule that decide which capsul a name is), and
+    signed where signatures are required now (``signed_only``)."""
+    return (signed or not signed_only) and trust == current
+
+
 def entry_path(root: str, provider: str, host: str) -> str:
     """``<cache>/<provider>/hosts/<host>`` (store/cachedir.py has the whole layout)."""
     return files.join(root, provider, "hosts", host)
@@ -220,10 +228,8 @@ def ask(
     entry = read_entry(entry_path(root, provider, host))
     if entry is None:
         return MISS, None
-    if signed_only and not entry.signed:
-        return MISS, None  # signatures are required now: unsigned keys are not good enough
-    if entry.trust != trust:
-        return MISS, None  # verified under another configuration: not evidence any more
+    if not usable(entry.signed, entry.trust, signed_only, trust):
+        return MISS, None  # unsigned, or verified under another configuration: no evidence
     if not fresh(entry.fetched_at, entry.expires, ttl, now):
         return STALE, entry
     # The document is rewritten (its mtime set to its fetch time) on every fetch: an entry

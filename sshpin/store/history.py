@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from sshpin.core.files import NotRegularFile, ensure_dir, open_append, open_regular
+from sshpin.core.times import rfc3339
 from sshpin.errors import ConfigError
 
 
@@ -49,10 +50,9 @@ def history_record(
     source: str,
 ) -> dict[str, object]:
     """One history record: a change of a key set, as fingerprints added and removed."""
-    import time
 
     return {
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when)),
+        "time": rfc3339(when),
         "provider": provider,
         "capsul": capsul,
         "name": name,

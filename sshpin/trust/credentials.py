@@ -282,16 +282,12 @@ def _waiting(fn: Callable[[], T]) -> T:
     """A keyring call of login or logout: a person may have to answer an unlock prompt, so
     after 3 s sshpin says what it waits for; after KEYRING_LOGIN_TIMEOUT it gives up with a
     ConfigError (a backend on a D-Bus that never answers would otherwise hang for ever)."""
-    import sys
-
     from sshpin.core.bounded import TimedOut, call
+    from sshpin.errors import say
 
     def notice() -> None:
-        sys.stderr.write(
-            "sshpin: waiting for the OS keyring (answer its unlock prompt if one is open; "
-            f"giving up after {KEYRING_LOGIN_TIMEOUT:g} s)\n"
-        )
-        sys.stderr.flush()
+        say("", "waiting for the OS keyring (answer its unlock prompt if one is open; "
+            f"giving up after {KEYRING_LOGIN_TIMEOUT:g} s)")  # fmt: skip
 
     try:
         return call(fn, KEYRING_LOGIN_TIMEOUT, "sshpin-keyring", notice, 3.0)

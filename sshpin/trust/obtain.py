@@ -24,6 +24,7 @@ import time
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
+from sshpin.core.times import rfc3339
 from sshpin.errors import ConfigError, ProviderError, VerificationError, log, say
 from sshpin.store.entries import age, fresh, servable
 from sshpin.store.history import append_history
@@ -149,7 +150,7 @@ def _fallback(
     if not servable(cached.fetched_at, cached.expires, cfg.ttl, cfg.stale_if_error, now):
         if cached.expires and now >= cached.expires:
             raise VerificationError(
-                f"{why}; the cached keys expired at {_iso(cached.expires)} and are not served "
+                f"{why}; the cached keys expired at {rfc3339(cached.expires)} and are not served "
                 "(refused as a freeze)"
             )
         raise why
@@ -158,10 +159,6 @@ def _fallback(
     else:
         log(what.subject, f"{why}; the cached keys are still fresh")
     return cached
-
-
-def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 def _best_effort(action: Callable[[], object]) -> None:

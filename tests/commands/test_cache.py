@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from sshpin.provider_side.refserver import ReferenceServer, fill_cache
 from sshpin.store.cachedir import ProviderCache
 from sshpin.store.history import append_history, read_history
 from tests.conftest import SSH, Keys, Pin
+from tests.refserver import ReferenceServer, fill_cache
 
 
 def blob(pub: str) -> list[str]:

@@ -6,8 +6,8 @@ import json
 import os
 from pathlib import Path
 
-from sshpin.provider_side.refserver import ReferenceServer
 from tests.conftest import Pin
+from tests.refserver import ReferenceServer
 
 
 def doctor(pin: Pin, ssh_config: Path, *args: str) -> tuple[int, dict[str, dict[str, object]]]:

@@ -9,8 +9,8 @@ import json
 import subprocess
 from pathlib import Path
 
-from sshpin.provider_side.refserver import ReferenceServer
 from tests.conftest import Keys, Pin
+from tests.refserver import ReferenceServer
 
 
 def key(keys: Keys, which: str) -> str:

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 from sshpin.commands.export import HEADER, write
-from sshpin.provider_side.refserver import ReferenceServer
 from tests.conftest import SSH, SSHPIN, Keys
+from tests.refserver import ReferenceServer
 
 
 def plain_ssh(ssh: SSH, known_hosts: Path) -> subprocess.CompletedProcess[str]:

@@ -14,8 +14,8 @@ import pytest
 
 from sshpin.commands.demo import Sshd
 from sshpin.errors import EXIT_USAGE
-from sshpin.provider_side.refserver import ReferenceServer
 from tests.conftest import HOOK, SSHPIN, Keys, Pin
+from tests.refserver import ReferenceServer
 
 PROXY = " ".join(HOOK) + " proxy %h %p"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from sshpin.commands import proxy
-from sshpin.provider_side.refserver import ReferenceServer
 from tests.conftest import Keys, Pin
+from tests.refserver import ReferenceServer
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sshpin.commands import setup as sshconfig
+from sshpin.commands import snippet as sshconfig
 from tests.conftest import HOOK_LINE, Pin
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -225,7 +225,7 @@ def test_snippet_patterns_mean_what_hosts_mean() -> None:
 def directives(text: str) -> list[tuple[str, str]]:
     out = []
     for line in text.splitlines():
-        keyword, rest = sshconfig._directive(line)
+        keyword, rest = sshconfig.directive(line)
         if keyword:
             out.append((keyword, rest))
     return out
@@ -274,7 +274,7 @@ def test_add_then_remove_include_is_the_identity(lines: list[str], nl: str, end:
 
 @given(line_text)
 def test_directive_parser_matches_ssh_keyword_rules(line: str) -> None:
-    keyword, rest = sshconfig._directive(line)
+    keyword, rest = sshconfig.directive(line)
     stripped = line.strip()
     if not stripped or stripped.startswith("#"):
         assert (keyword, rest) == ("", "")

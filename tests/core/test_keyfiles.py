@@ -33,8 +33,8 @@ from sshpin.errors import (
     VerificationError,
 )
 from sshpin.providers.certauthority import CertAuthorityProvider
-from sshpin.providers.url import parse_key_file
 from sshpin.store import pins
+from sshpin.trust.keyfile import parse_key_file
 
 KNOWN = [("ed25519", None), ("ecdsa", "256"), ("ecdsa", "384"), ("ecdsa", "521"),
          ("rsa", "2048"), ("rsa", "3072")]  # fmt: skip

@@ -26,9 +26,9 @@ from pathlib import Path
 import pytest
 
 from sshpin.commands.demo import write_ssh_config
-from sshpin.provider_side.refserver import ReferenceServer
 from sshpin.store.cachedir import ProviderCache
 from tests.conftest import HOOK, SSH, Pin
+from tests.refserver import ReferenceServer
 
 ACCEPT_NEW = "Host *\n    StrictHostKeyChecking accept-new\n"  # the user's own, after the snippet
 CONNECTION = 17.0  # one ssh connection: the hook's 14 s budget, plus ssh's own start and kex

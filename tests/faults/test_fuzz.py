@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sshpin.provider_side.refserver import CapsulAPI
 from tests.conftest import Keys
+from tests.refserver import CapsulAPI
 
 HERE = Path(__file__).resolve().parent
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from sshpin.provider_side.refserver import CapsulAPI, ReferenceServer
 from tests.conftest import HOOK, MUTE_KEYRING, SSHPIN, TLS, TOKEN, Keys, Pin
+from tests.refserver import CapsulAPI, ReferenceServer
 
 BOUND = 15.0  # above the hook's 12 s deadline; each fault's own bound is 5 or 10 s
 

@@ -10,10 +10,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from sshpin.provider_side.refserver import ReferenceServer
 from sshpin.store.entries import HostEntry
 from sshpin.trust.document import Document
 from tests.conftest import SSHPIN, Keys, Pin
+from tests.refserver import ReferenceServer
 
 
 def key_args(keys: Keys, which: str) -> list[str]:

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from sshpin.provider_side.refserver import CapsulAPI, ReferenceServer
 from tests.conftest import TLS, TOKEN, Keys, Pin
+from tests.refserver import CapsulAPI, ReferenceServer
 
 
 @dataclass

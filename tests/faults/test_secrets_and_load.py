@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from sshpin.provider_side.refserver import ReferenceServer
 from tests.conftest import SSHPIN, TOKEN, Keys, Pin
+from tests.refserver import ReferenceServer
 
 
 def all_text(root: Path) -> bytes:

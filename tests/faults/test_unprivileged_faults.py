@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from sshpin.core.keys import parse_line
-from sshpin.provider_side.refserver import ReferenceServer
 from tests.conftest import HOOK, TLS, TOKEN, Keys, Pin
+from tests.refserver import ReferenceServer
 
 NOBODY, NOGROUP = 65534, 65534
 pytestmark = pytest.mark.skipif(

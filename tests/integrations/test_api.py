@@ -9,8 +9,8 @@ import pytest
 
 from sshpin.api import InvalidHost, NoAuthenticKeys, SshpinError, vouched
 from sshpin.core.keys import decode_base64
-from sshpin.provider_side.refserver import ReferenceServer
 from tests.conftest import Keys, Pin
+from tests.refserver import ReferenceServer
 
 
 def blob(pub: str) -> bytes:
@@ -64,3 +64,26 @@ def test_the_api_imports_neither_library() -> None:
         "assert not {'paramiko', 'asyncssh'} & set(sys.modules), sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_what_sshpin_says_goes_to_logging_not_to_the_programs_stderr(
+    env: Pin,
+    provider: ReferenceServer,
+    keys: Keys,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    import time
+
+    provider.api.add("capsul-test1", [keys.pub(keys.host)], ipv4="127.0.0.1")
+    vouched("capsul-test1")
+    provider.api.status_override = 503  # the provider is down; the cached keys go stale
+    later = time.time() + 2 * 86400
+    monkeypatch.setattr(time, "time", lambda: later)
+    with caplog.at_level("WARNING", logger="sshpin"):
+        answer = vouched("capsul-test1", offered=blob(keys.pub(keys.forged)))
+    assert not answer.trusts(blob(keys.pub(keys.forged)))
+    said = [r.getMessage() for r in caplog.records if r.name == "sshpin"]
+    assert any(m.startswith("sshpin: capsul-test1: ") and "stale" in m for m in said), said
+    assert capfd.readouterr().err == ""

@@ -11,8 +11,8 @@ import asyncssh
 import pytest
 
 from sshpin.integrations.asyncssh import KnownHosts, SshpinClient, known_hosts
-from sshpin.provider_side.refserver import ReferenceServer
 from tests.conftest import SSH, Keys, Pin
+from tests.refserver import ReferenceServer
 
 
 def run(ssh: SSH, **options: Any) -> str:

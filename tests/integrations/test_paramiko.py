@@ -9,8 +9,8 @@ import paramiko
 import pytest
 
 from sshpin.integrations.paramiko import HostKeyRefused, SshpinPolicy, fill_host_keys
-from sshpin.provider_side.refserver import ReferenceServer
 from tests.conftest import SSH, Keys, Pin
+from tests.refserver import ReferenceServer
 
 
 def run(

@@ -16,9 +16,9 @@ import pytest
 
 from sshpin.commands.demo import keygen
 from sshpin.provider_side.check import LEVELS
-from sshpin.provider_side.refserver import ReferenceServer, host_key_entry
 from sshpin.trust import sshsig
 from tests.conftest import SSHPIN, TOKEN, Keys, Pin, Static
+from tests.refserver import ReferenceServer, host_key_entry
 
 
 @pytest.fixture
@@ -186,7 +186,7 @@ def _oversize(api: ReferenceServer) -> None:
 def _unfiltered(api: ReferenceServer) -> None:
     """A lookup answer that names its host but holds every capsul (the client filters it)."""
     listing = api.api.capsuls
-    setattr(api.api, "_selected", lambda host: None if host is None else list(listing))  # noqa: B010
+    setattr(api.api, "selected", lambda host: None if host is None else list(listing))  # noqa: B010
 
 
 BROKEN: dict[str, tuple[Callable[[ReferenceServer], None], str]] = {

@@ -10,9 +10,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from sshpin.provider_side.refserver import ReferenceServer
 from sshpin.trust.document import parse_capsul_api
 from tests.conftest import TLS, TOKEN, Keys
+from tests.refserver import ReferenceServer
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 SCHEMA = json.loads((DOCS / "capsul-hostkeys-v1.schema.json").read_text())

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from sshpin.provider_side.refserver import ReferenceServer
 from sshpin.store.cachedir import ProviderCache
 from sshpin.trust.document import Document
 from tests.conftest import SSH, Keys, Pin
 from tests.providers.test_capsul_signing import Signer, iso, key_args
+from tests.refserver import ReferenceServer
 
 HOST = "capsul-test1"
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from sshpin.commands.demo import keygen
-from sshpin.provider_side.refserver import ReferenceServer, generated_key
 from sshpin.trust import sshsig
 from tests.conftest import Keys, Pin
+from tests.refserver import ReferenceServer, generated_key
 
 PAGE = 1000
 

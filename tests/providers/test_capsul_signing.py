@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from sshpin.commands.demo import keygen
-from sshpin.provider_side.refserver import ReferenceServer
 from sshpin.trust import sshsig
 from tests.conftest import SSH, Keys, Pin
+from tests.refserver import ReferenceServer
 
 
 class Signer:

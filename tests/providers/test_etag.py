@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from sshpin.provider_side.refserver import ReferenceServer
 from tests.conftest import Keys, Pin
+from tests.refserver import ReferenceServer
 
 
 def keys_of(pin: Pin, keys: Keys, which: str) -> list[str]:

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from sshpin.core.names import Query
-from sshpin.provider_side.refserver import ReferenceServer, generated_key
 from sshpin.providers.capsul import CapsulProvider
 from sshpin.store.cachedir import ProviderCache
 from tests.conftest import SSH, SSHPIN, Pin
 from tests.providers.test_capsul_fleet import fleet, host, served, signed
+from tests.refserver import ReferenceServer, generated_key
 
 OLD, NEW = generated_key(900_001)[0], generated_key(900_002)[0]
 

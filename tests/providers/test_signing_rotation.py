@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from sshpin.commands.demo import keygen
-from sshpin.provider_side.refserver import ReferenceServer
 from sshpin.trust import sshsig
 from tests.conftest import SSH, Keys, Pin
+from tests.refserver import ReferenceServer
 
 
 def signer(tmp: Path, name: str) -> tuple[str, Any]:

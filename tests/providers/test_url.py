@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from sshpin.commands.demo import keygen
-from sshpin.provider_side.refserver import ReferenceServer
 from tests.conftest import SSH, Keys, Pin
+from tests.refserver import ReferenceServer
 
 HOST = "web1.vps.example.org"
 

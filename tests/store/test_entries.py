@@ -11,11 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sshpin.core.keys import HostKey, parse_blob
-from sshpin.provider_side.refserver import ReferenceServer
 from sshpin.store.cachedir import ProviderCache
 from sshpin.store.entries import HostEntry
 from sshpin.store.history import append_history, read_history
 from tests.conftest import Keys, Pin
+from tests.refserver import ReferenceServer
 
 
 def _filled(pin: Pin, provider: ReferenceServer, keys: Keys) -> tuple[str, str]:
@@ -140,3 +140,17 @@ def test_age_counts_a_future_fetch_as_old() -> None:
     assert age(40.0, 100.0) == 60.0
     assert age(100.0 + FUTURE_SKEW - 1, 100.0) == 0.0  # a little clock skew: just fetched
     assert age(100.0 + FUTURE_SKEW + 1, 100.0) == float("inf")  # the clock went back
+
+
+@pytest.mark.parametrize(
+    ("signed", "trust", "signed_only", "current", "ok"),
+    [(True, "t", True, "t", True), (False, "t", False, "t", True),
+     (False, "t", True, "t", False), (True, "t", True, "u", False),
+     (False, "", False, "u", False), (True, "t", False, "t", True)],
+)  # fmt: skip
+def test_the_one_usability_rule_of_what_is_cached(
+    signed: bool, trust: str, signed_only: bool, current: str, ok: bool
+) -> None:
+    from sshpin.store.entries import usable
+
+    assert usable(signed, trust, signed_only, current) is ok

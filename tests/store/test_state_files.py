@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from sshpin.provider_side.refserver import ReferenceServer
 from tests.conftest import Keys, Pin
+from tests.refserver import ReferenceServer
 
 LIMIT = 8.0  # each call; a blocked open held the hook to its deadline, or forever
 

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 import pytest
 
 from sshpin.errors import ConfigError
-from sshpin.provider_side.refserver import ReferenceServer
 from sshpin.trust import http
 from tests.conftest import SSHPIN, TLS, TOKEN, Pin
+from tests.refserver import ReferenceServer
 
 
 class Listener:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from sshpin.provider_side.refserver import ReferenceServer
 from tests.conftest import MUTE_KEYRING, SSHPIN, TOKEN, Keys, Pin
+from tests.refserver import ReferenceServer
 
 pytestmark = pytest.mark.slow
 

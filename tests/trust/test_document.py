@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sshpin.errors import VerificationError
-from sshpin.provider_side.refserver import host_key_entry
 from sshpin.trust.document import Document, parse_capsul_api
+from tests.refserver import host_key_entry
 
 ED = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFZsXAdjk6KeLjHq+lAt7Sw1QBZqMNoPvzlz/TY0H0qE"
 

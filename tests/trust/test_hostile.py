@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from sshpin.commands.demo import keygen
-from sshpin.provider_side.refserver import ReferenceServer, host_key_entry
 from tests.conftest import SSH, Keys, Pin
+from tests.refserver import ReferenceServer, host_key_entry
 
 
 @pytest.fixture

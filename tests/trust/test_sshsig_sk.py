@@ -248,7 +248,7 @@ def test_url_provider_with_a_security_key_signing_key(
     pin: Pin, provider: object, keys: Keys, token: SecurityKey
 ) -> None:
     """The whole flow: a key file signed by a security key is served; untouched, refused."""
-    from sshpin.provider_side.refserver import ReferenceServer
+    from tests.refserver import ReferenceServer
 
     assert isinstance(provider, ReferenceServer)
     pin.config.write_text(

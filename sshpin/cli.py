@@ -411,41 +411,18 @@ def _ssh_config(ns: argparse.Namespace) -> tuple[str, bool]:
 
 
 def _cmd_setup(ns: argparse.Namespace) -> int:
-    from sshpin.commands import setup
-    from sshpin.errors import EXIT_OK, UsageError
+    from sshpin.commands.setup import cmd_setup
 
     path, _ = _ssh_config(ns)
-    if ns.undo:
-        if ns.provider or ns.api_url or ns.hosts or ns.ca_bundle:
-            raise UsageError("setup: --undo takes no --provider, --api-url, --hosts or --ca-bundle")
-        changes = setup.undo(path)
-    else:
-        legacy = True if ns.legacy else None
-        changes = setup.setup(path, ns.provider, ns.api_url, ns.hosts, legacy, ns.ca_bundle)
-    for line in changes or [
-        "nothing to change: already set up" if not ns.undo else "nothing to undo"
-    ]:
-        sys.stdout.write(line + "\n")
-    if ns.provider and any(line.startswith("added provider") for line in changes):
-        sys.stdout.write(f"next: sshpin login {ns.provider}, then sshpin doctor\n")
-    return EXIT_OK
+    return cmd_setup(path, ns.undo, ns.provider, ns.api_url, ns.hosts, ns.legacy, ns.ca_bundle,
+                     sys.stdout)  # fmt: skip
 
 
 def _cmd_doctor(ns: argparse.Namespace) -> int:
-    from sshpin.commands import doctor
-    from sshpin.errors import EXIT_OK, EXIT_USAGE
+    from sshpin.commands.doctor import cmd_doctor
 
     path, explicit = _ssh_config(ns)
-    checks = doctor.run(path, explicit, check_providers=not ns.offline)
-    if ns.json:
-        import json
-
-        doc = {"ok": doctor.report_ok(checks), "checks": [c.as_dict() for c in checks]}
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-    else:
-        for c in checks:
-            sys.stdout.write(c.line() + "\n")
-    return EXIT_OK if doctor.report_ok(checks) else EXIT_USAGE
+    return cmd_doctor(path, explicit, ns.offline, ns.json, sys.stdout)
 
 
 def _cmd_login(ns: argparse.Namespace) -> int:

@@ -89,20 +89,30 @@ HEAVY = {
 }
 
 
+@pytest.mark.parametrize("where", ["plain", "dot-dir"])
 def test_cached_hit_imports_only_the_standard_library(
-    pin: Pin, provider: ReferenceServer, keys: Keys
+    pin: Pin, provider: ReferenceServer, keys: Keys, where: str
 ) -> None:
     """A real cached hit, run exactly as ``sshpin setup`` tells ssh to run it (the launcher
-    with -I -S), with -X importtime listing every module the process imports."""
+    with -I -S), with -X importtime listing every module the process imports; with the
+    config in a directory whose name starts with a dot too (``~/.config``, the default)."""
     import subprocess
 
+    env = dict(pin.env)
+    if where == "dot-dir":
+        dotted = pin.dir / ".config" / "sshpin"
+        dotted.mkdir(parents=True, mode=0o700)
+        (dotted / "config.toml").write_text(pin.config.read_text())
+        (dotted / "config.toml").chmod(0o600)
+        env["SSHPIN_CONFIG"] = str(dotted / "config.toml")
     provider.api.add("capsul-abc", [keys.pub(keys.host)], ipv4="127.0.0.1")
     key_type, b64 = keys.pub(keys.host).split()[:2]
     args = ["known-hosts", "HOSTNAME", "[127.0.0.1]:22", key_type, b64]
-    assert pin.run(*args).stdout  # a fetch fills the cache
+    first = subprocess.run([*HOOK, *args], env=env, capture_output=True, text=True)
+    assert first.stdout, first.stderr  # a fetch fills the cache
     hit = subprocess.run(
         [HOOK[0], "-X", "importtime", *HOOK[1:], *args],
-        env=pin.env,
+        env=env,
         capture_output=True,
         text=True,
     )

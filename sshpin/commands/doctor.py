@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+from typing import TextIO
 
 from sshpin.commands.proxy import managed_known_hosts
 from sshpin.commands.snippet import (
@@ -341,3 +342,19 @@ def _provider_check(p: config_mod.ProviderConfig) -> Check:
 
 def report_ok(checks: list[Check]) -> bool:
     return all(c.ok for c in checks)
+
+
+def cmd_doctor(path: str, explicit: bool, offline: bool, as_json: bool, out: TextIO) -> int:
+    """``sshpin doctor``: one line per check on ``out`` (``--json``: one document)."""
+    from sshpin.errors import EXIT_OK, EXIT_USAGE
+
+    checks = run(path, explicit, check_providers=not offline)
+    if as_json:
+        import json
+
+        doc = {"ok": report_ok(checks), "checks": [c.as_dict() for c in checks]}
+        out.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        for c in checks:
+            out.write(c.line() + "\n")
+    return EXIT_OK if report_ok(checks) else EXIT_USAGE

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from typing import TextIO
 
 from sshpin.commands.snippet import (
     add_include,
@@ -293,3 +294,31 @@ def undo(ssh_config: str) -> list[str]:
         os.unlink(created_record())
     _remove_created_dirs(created, say)
     return say
+
+
+def cmd_setup(
+    path: str,
+    undo_it: bool,
+    provider: str | None,
+    api_url: str | None,
+    hosts: list[str] | None,
+    legacy: bool,
+    ca_bundle: str | None,
+    out: TextIO,
+) -> int:
+    """``sshpin setup`` (``--undo``): the changes made, one per line, on ``out``."""
+    from sshpin.errors import EXIT_OK
+
+    if undo_it:
+        if provider or api_url or hosts or ca_bundle:
+            raise UsageError("setup: --undo takes no --provider, --api-url, --hosts or --ca-bundle")
+        changes = undo(path)
+    else:
+        changes = setup(path, provider, api_url, hosts, True if legacy else None, ca_bundle)
+    for line in changes or [
+        "nothing to change: already set up" if not undo_it else "nothing to undo"
+    ]:
+        out.write(line + "\n")
+    if provider and any(line.startswith("added provider") for line in changes):
+        out.write(f"next: sshpin login {provider}, then sshpin doctor\n")
+    return EXIT_OK

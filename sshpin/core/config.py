@@ -143,8 +143,9 @@ def _absolute_env(name: str) -> str:
 
 
 def _absolute(path: str) -> str:
-    """``os.path.abspath``; without importing os for the absolute paths sshpin builds."""
-    if path.startswith("/") and "/." not in path and "//" not in path and path[-1] != "/":
+    """``os.path.abspath``; without importing os for a path that is already absolute and
+    normal (no empty, ``.`` or ``..`` component: ``~/.config/sshpin`` is one)."""
+    if path.startswith("/") and all(p not in ("", ".", "..") for p in path[1:].split("/")):
         return path
     import os
 

@@ -179,3 +179,10 @@ def test_any_misplaced_key_is_named_at_its_line(
     with pytest.raises(ConfigError) as e:
         load_config(path)
     assert str(e.value).startswith(f"{path}:{expected}: provider 'p{bad}': unknown key 'x_{key}'")
+
+
+@given(st.lists(st.sampled_from(["", ".", "..", "a", ".config", "b..c", "...", "x."]), max_size=6),
+       st.booleans())  # fmt: skip
+def test_the_path_helper_is_abspath_without_importing_os(parts: list[str], slash: bool) -> None:
+    path = "/" + "/".join(parts) + ("/" if slash else "")
+    assert config._absolute(path) == os.path.abspath(path)

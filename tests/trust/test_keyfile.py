@@ -123,3 +123,33 @@ def test_generated_files_are_accepted_and_any_changed_byte_is_refused(
     changed = raw[:at] + bytes([raw[at] ^ 0x01]) + raw[at + 1 :]
     with pytest.raises(BadSignature):
         check(changed, sig(raw))
+
+
+def test_a_crlf_file_is_read_as_its_lf_form() -> None:
+    raw = key_file().replace(b"\n", b"\r\n")
+    verified = check(raw)
+    assert [k.openssh() for k in verified.keys] == [HOST_KEY]
+    assert verified.expires == int(NOW + 7 * DAY)
+
+
+def test_a_line_of_a_type_sshpin_does_not_serve_is_skipped_and_noted() -> None:
+    dsa = (
+        "ssh-dss AAAAB3NzaC1kc3MAAACBAP1/U4EddRIpUt9KnC7s5Of2EbdSPO9EAMMeP4C2USZpRV1AIlH7WT2N"
+        "WPq/xfW6MPbLm1Vs14E7gB00b/JmYLdrmVClpJ+f6AR7ECLCT7up1/63xhv4O1fnxqimFQ8E+4P208UewwI1"
+        "VBNaFpEy9nXzrith1yrv8iIDGZ3RSAHHAAAAFQCXYFCPFSMLzLKSuYKi64QL8Fgc9QAAAIEA9+GghdabPd7L"
+        "vKtcNrhXuXmUr7v6OuqC+VdMCz0HgmdRWVeOutRZT+ZxBxCBgLRJFnEj6EwoFhO3zwkyjMim4TwWeotUfI0o"
+        "4KOuHiuzpnWRbqN/C/ohNWLx+2J6ASQ7zKTxvqhRkImog9/hWuWfBpKLZl6Ae1UlZAFMO/7PSSoAAACBAPGz"
+        "7DDzV1pBBRYMNsdjaOuRAf8y9bhAffrFN6qs1n11ZmqS7WGvHkqZfaH1ycoyAUzG1ptwAeIeiVTeSybENTHC"
+        "b+dlCedYZLxMqaRLRlJNKVDLTXIEgvXWPCrjNaDOdIfyZONNmGW97cwutcIiGN/u8v1M0TjGBUB+wyOeL3c="
+        " dsa"
+    )
+    lines = f"{HOST_KEY}\n{dsa}\n"
+    verified = check(key_file(lines=lines))
+    assert [k.openssh() for k in verified.keys] == [HOST_KEY]
+    assert len(verified.notes) == 1 and URL in verified.notes[0] and "ssh-dss" in verified.notes[0]
+
+
+def test_an_unbound_file_taken_states_no_times_and_its_signer() -> None:
+    verified = check(HOST_KEY.encode() + b"\n", allow_unbound=True)
+    assert (verified.generated, verified.expires) == (0.0, 0.0)
+    assert verified.signer == fingerprint(K1) and [k.openssh() for k in verified.keys] == [HOST_KEY]

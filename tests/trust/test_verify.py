@@ -427,3 +427,72 @@ def test_generated_documents_are_accepted_and_any_changed_byte_is_refused(
     changed = raw[:at] + bytes([raw[at] ^ 0x20]) + raw[at + 1 :]
     with pytest.raises(BadSignature):
         accept(Received(changed, signature=received.signature))
+
+
+# -- what mutation showed unpinned ----------------------------------------------------
+
+
+def test_every_refusal_names_the_provider_first() -> None:
+    for received in (Received(body()), signed(body(account="bob")), signed(body(api=None))):
+        with pytest.raises(VerificationError) as e:
+            accept(received)
+        assert str(e.value).startswith("provider 'p': "), e.value
+
+
+@pytest.mark.parametrize("spoil", [lambda s: s[:8] + "!" + s[8:], lambda s: s[:8] + "\n" + s[8:],
+                                   lambda s: s + "="])  # fmt: skip
+def test_a_signature_header_is_strict_base64(spoil: Any) -> None:
+    good = signed(body())
+    assert good.signature is not None
+    refuse(BadSignature, Received(good.body, signature=spoil(good.signature)))
+
+
+def test_a_chain_is_wanted_only_for_a_parsable_signature_by_an_unknown_key() -> None:
+    assert not verify.wants_chain(signed(body()), trust())  # trusted: no chain
+    assert not verify.wants_chain(signed(body(), K2), Trust())  # no signing keys
+    assert not verify.wants_chain(Received(body(), signature="AAAA"), trust())  # not SSHSIG
+    assert not verify.wants_chain(Received(body()), trust())  # unsigned
+    assert verify.wants_chain(signed(body(), K2), trust())
+
+
+@pytest.mark.parametrize(
+    ("generated", "ok"),
+    [(NOW - 30 * DAY, True), (NOW - 30 * DAY - 1, False), (NOW + 300, True), (NOW + 301, False)],
+)
+def test_the_window_edges_are_exact(generated: float, ok: bool) -> None:
+    what = "p"
+    if ok:
+        verify.check_window(generated, 0.0, NOW, what)
+    else:
+        with pytest.raises((Freeze, FastForward)):
+            verify.check_window(generated, 0.0, NOW, what)
+
+
+def test_a_lookup_is_held_to_the_accounts_floor_too() -> None:
+    doc = accept(signed(body(NOW - 3600)), asked=asked(listing=False)).doc
+    floors = {verify.floor_key("account", "alice", fingerprint(K1)): NOW - 60}
+    assert verify.lookup_floor(doc, "capsul-web1", None, floors) == NOW - 60
+
+
+def test_a_clean_etag_is_kept_and_any_other_dropped() -> None:
+    data = body()
+    sig = signed(data).signature
+    assert accept(Received(data, signature=sig, etag='"abc"')).doc.etag == '"abc"'
+    assert accept(Received(data, signature=sig, etag='"a\nb"')).doc.etag is None
+    assert accept(Received(data, signature=sig)).doc.etag is None
+
+
+def test_a_page_of_another_api_is_not_of_the_listing() -> None:
+    first = _page(None, NOW - 60, [])
+    other = _page("t2", NOW - 60, [])
+    other.api = "https://other.example/api"
+    with pytest.raises(MixAndMatch):
+        verify.check_same_listing(first, other, 2, "p")
+
+
+def test_a_listing_whose_first_page_states_no_expiry_holds_until_a_later_pages() -> None:
+    first = _page(None, NOW - 60, [])
+    first.expires = 0.0
+    second = _page("t2", NOW - 60, [])
+    verify.merge_page(first, second)
+    assert first.expires == second.expires > NOW

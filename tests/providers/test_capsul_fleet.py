@@ -374,3 +374,28 @@ def test_a_first_listing_with_a_page_of_another_account_is_refused_whole(
     assert done.returncode != 0 and "page 2 of the listing is for account" in done.stderr, done
     assert not (pin.cache / "capsul" / "document.json").exists()
     assert not (pin.cache / "capsul" / "account").exists()
+
+
+def test_a_listing_that_comes_to_be_paged_is_not_replaced_by_its_first_page(
+    pin: Pin, provider: ReferenceServer
+) -> None:
+    from sshpin.store.cachedir import ProviderCache
+    from sshpin.trust.document import Document
+
+    pin.write_config(hosts='["capsul-*", "10.*"]')
+    fleet(pin, provider, 30, page=None)
+    provider.api.honour_host = False  # an old server: the first call keeps the whole listing
+    served(pin, 1)
+    store = ProviderCache(str(pin.cache), "capsul")
+
+    def cached_count() -> int:
+        raw = store.read_document()
+        assert raw is not None
+        return Document.from_bytes(raw).count
+
+    assert cached_count() == 30 and not store.paged()
+    pin.expire()
+    provider.api.page_size, provider.api.honour_host = 10, True  # it pages its listing now
+    served(pin, 25)  # on its third page: a lookup answers it
+    assert store.paged()
+    assert cached_count() == 30  # the listing as it was, never its first page alone

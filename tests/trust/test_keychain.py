@@ -140,3 +140,24 @@ def test_the_state_round_trips_and_a_damaged_one_starts_afresh() -> None:
         grown.to_bytes().replace(b'"version": 2', b'"version": 0'),
     ):
         assert KeyState.from_bytes(damaged, [A]).version == 1
+
+
+def test_a_statement_of_up_to_16_kib_is_read_and_a_longer_one_refused() -> None:
+    from sshpin.trust.keychain import MAX_STATEMENT
+
+    def of_length(n: int) -> str:
+        base = text(f"api {API}", "version 2", f"key {A}")
+        pad = n - len(base)
+        return text(f"api {API}{'a' * pad}", "version 2", f"key {A}")
+
+    assert len(of_length(MAX_STATEMENT)) == MAX_STATEMENT
+    assert parse(of_length(MAX_STATEMENT)).version == 2
+    with pytest.raises(VerificationError, match="too long"):
+        parse(of_length(MAX_STATEMENT + 1))
+
+
+def test_a_chain_of_64_statements_is_read_and_a_longer_one_refused() -> None:
+    two = entry(text(f"api {API}", "version 2", f"key {B}"), K1)
+    assert follow(START, json.dumps({"chain": [two] * MAX_CHAIN}).encode(), API)[0].version == 2
+    with pytest.raises(VerificationError):
+        follow(START, json.dumps({"chain": [two] * (MAX_CHAIN + 1)}).encode(), API)

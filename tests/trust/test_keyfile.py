@@ -151,5 +151,5 @@ def test_a_line_of_a_type_sshpin_does_not_serve_is_skipped_and_noted() -> None:
 
 def test_an_unbound_file_taken_states_no_times_and_its_signer() -> None:
     verified = check(HOST_KEY.encode() + b"\n", allow_unbound=True)
-    assert (verified.generated, verified.expires) == (0.0, 0.0)
+    assert (verified.generated, verified.expires) == (0.0, 0.0) and verified.notes == []
     assert verified.signer == fingerprint(K1) and [k.openssh() for k in verified.keys] == [HOST_KEY]

@@ -119,6 +119,7 @@ def test_a_bound_signed_document_in_its_time_is_accepted_with_its_facts() -> Non
     doc = verified.doc
     assert doc.signed and doc.signer == fingerprint(K1) and doc.account == "alice"
     assert doc.api == API and doc.trust == "ctx" and doc.fetched_at == NOW
+    assert doc.provider == "p" and doc.source == API + "/capsuls"
     assert [k.openssh() for k in doc.capsuls[0].keys] == [HOST_KEY]
     assert verified.warnings == [] and verified.steps == []
 

@@ -173,6 +173,22 @@ def _last_words() -> None:
         pass
 
 
+def _said() -> None:
+    """The last words are out: the timer goes, so that a slow exit (a loaded machine) is
+    not cut short by it after the handler is gone, killing the hook by SIGALRM (ssh then
+    takes none of its lines)."""
+    if TYPE_CHECKING:
+        import signal as _signal
+    else:
+        import _signal
+
+    try:
+        sys.stderr.flush()
+        _signal.setitimer(_signal.ITIMER_REAL, 0)
+    except (ValueError, OSError):
+        pass
+
+
 def main(args: list[str], deadline: float = DEADLINE) -> int:
     if args[:1] in (["-h"], ["--help"]):
         sys.stdout.write(HELP)
@@ -209,11 +225,13 @@ def main(args: list[str], deadline: float = DEADLINE) -> int:
             log(query.token, str(result))
         else:
             report(result, query.token)
+        _said()
         return EXIT_OK
     if isinstance(result, Exception):  # fail closed, never a traceback in ssh's output
         _last_words()
         say(query.token, f"internal error ({type(result).__name__}); no keys vouched for")
         log(query.token, repr(result))
+        _said()
         return EXIT_OK
     if result:
         sys.stdout.write("".join(line + "\n" for line in result))

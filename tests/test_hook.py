@@ -135,3 +135,26 @@ def test_cached_hit_imports_only_the_standard_library(
         "sshpin.store.entries",
     ]  # fmt: skip
     assert not modules & {"os", "stat", "posixpath", "_collections_abc", "__future__"}
+
+
+def test_the_last_words_timer_is_gone_once_they_are_said(
+    pin: Pin, provider: ReferenceServer, keys: Keys
+) -> None:
+    """After the one line of an error, the hook's 2 s timer is disarmed: a slow exit (a loaded
+    machine) must not be ended by SIGALRM once its handler is gone (exit status -14), which
+    makes ssh drop the hook's output."""
+    import subprocess
+    import sys
+
+    key_type, b64 = keys.pub(keys.host).split()[:2]
+    code = (
+        "import signal, sys; sys.path.insert(0, sys.argv[1]); from sshpin.hook import main\n"
+        "status = main(['HOSTNAME', 'capsul-nosuch', sys.argv[2], sys.argv[3]])\n"
+        "print(status, signal.getitimer(signal.ITIMER_REAL))"
+    )
+    root = str(__import__("pathlib").Path(__file__).resolve().parents[1])
+    done = subprocess.run([sys.executable, "-c", code, root, key_type, b64], env=pin.env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "0 (0.0, 0.0)\n", done.stdout
+    assert done.stderr.startswith("sshpin: capsul-nosuch: ") and done.stderr.count("\n") == 1

@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sshpin.errors import VerificationError
-from sshpin.trust import sshsig
+from sshpin.trust import sshsig, verify
 from sshpin.trust.keychain import MAGIC, MAX_CHAIN, MAX_KEYS, NAMESPACE, KeyState, follow
 from sshpin.trust.keychain import parse_statement as parse
-from tests.trust.test_verify import API, K1, K2, K3, public
+from tests.trust.test_verify import API, K1, K2, K3, body, public, signed
 
 A, B, C = public(K1), public(K2), public(K3)
 MANY = [public(ed25519.Ed25519PrivateKey.generate()) for _ in range(MAX_KEYS + 1)]
@@ -161,3 +161,13 @@ def test_a_chain_of_64_statements_is_read_and_a_longer_one_refused() -> None:
     assert follow(START, json.dumps({"chain": [two] * MAX_CHAIN}).encode(), API)[0].version == 2
     with pytest.raises(VerificationError):
         follow(START, json.dumps({"chain": [two] * (MAX_CHAIN + 1)}).encode(), API)
+
+
+def test_a_revocation_stands_for_every_later_version_even_if_a_key_comes_back() -> None:
+    two = entry(text(f"api {API}", "version 2", f"key {B}", f"revoked {A}"), K1)
+    three = entry(text(f"api {API}", "version 3", f"key {B}", f"key {A}"), K2)  # A listed again
+    reached, _ = follow(START, json.dumps({"chain": [two, three]}).encode(), API)
+    assert reached.version == 3 and A in reached.revoked and A not in reached.keys
+    with pytest.raises(verify.RevokedSigningKey):
+        verify.verify_document(signed(body(), K1), verify.Asked("p", API, account=""),
+                               verify.Trust(reached), 1_800_000_000.0)  # fmt: skip

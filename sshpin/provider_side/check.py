@@ -189,16 +189,16 @@ def _check_api(
 
         state = KeyState.start(list(signing_keys))
         header = r.headers.get("sshpin-signature") or None
-        detached, where = None, ""
-        if not header:  # static hosting: the client verifies {api_url}/capsuls.sig instead
-            sig = client.get(url + ".sig", {})
-            detached, where = (sig.body, " (capsuls.sig)") if sig.status == 200 else (None, "")
-        received = verify.Received(r.body, content_type, header, detached)
-        chain = None
-        if verify.wants_chain(received, verify.Trust(state)):
-            answer = client.get(api_url.rstrip("/") + "/signing-keys", {})
-            chain = answer.body if answer.status == 200 else None
-        try:
+        try:  # what the client fetches for it, as it fetches it: a failure is this check's
+            detached, where = None, ""
+            if not header:  # static hosting: the client verifies {api_url}/capsuls.sig
+                sig = client.get(url + ".sig", {})
+                detached, where = (sig.body, " (capsuls.sig)") if sig.status == 200 else (None, "")
+            received = verify.Received(r.body, content_type, header, detached)
+            chain = None
+            if verify.wants_chain(received, verify.Trust(state)):
+                answer = client.get(api_url.rstrip("/") + "/signing-keys", {})
+                chain = answer.body if answer.status == 200 else None
             signer, _, _ = verify.check_signature(received, state, api_url.rstrip("/"),
                                                   "document", chain)  # fmt: skip
             add("signature", True, f"by {signer}{where}")

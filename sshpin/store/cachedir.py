@@ -261,11 +261,15 @@ class ProviderCache:
         raw = read_small(self.newest_path)
         try:
             data = json.loads(raw) if raw else {}
-            if not isinstance(data, dict):
-                return {}
-            return {str(k): float(v) for k, v in data.items()}
-        except (ValueError, TypeError):
+        except ValueError:
             return {}
+        floors: dict[str, float] = {}
+        for key, value in data.items() if isinstance(data, dict) else ():
+            try:
+                floors[str(key)] = float(value)
+            except (ValueError, TypeError):
+                continue  # one damaged floor: the others still hold
+        return floors
 
     def newest(self, key: str) -> float:
         return self.floors().get(key, 0.0)

@@ -4,7 +4,7 @@ Every rule that decides it is here, once, as a pure function of what was receive
 its headers, the detached signature, the signing-key chain's bytes), what was asked (provider,
 API, account, host, page token: ``Asked``), the configured trust (the signing keys as far as
 their chain moved, ``allow_unbound``: ``Trust``), the rollback floors and ``now``. Nothing here
-reads a file, the network or the clock: the fetching code (providers/capsul_client.py,
+reads a file, the network or the clock: the fetching code (providers/capsul/client.py,
 providers/url.py, provider_side/check.py) gathers the bytes, calls in, and persists what comes
 out, as python-tuf's ``Updater`` sequences what its ``TrustedMetadataSet`` decides.
 

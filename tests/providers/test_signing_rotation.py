@@ -114,3 +114,31 @@ def test_real_ssh_keeps_connecting_across_a_rotation(
     done = ssh.ssh("echo", "rotated")
     assert done.returncode == 0 and done.stdout == "rotated\n", done.stderr
     assert Path(ssh.known_hosts).read_text() == ""
+
+
+def test_a_revocation_is_kept_even_when_the_answer_that_brought_it_is_refused(
+    first: Any, pin: Pin, provider: ReferenceServer, keys: Keys, tmp_path: Path
+) -> None:
+    """The chain is followed, kept and said before the answer is judged: a rotation that
+    revokes k1, fetched with an answer refused for another reason (here: frozen), still
+    stands, so that a later answer signed by the revoked k1 is refused."""
+    import time
+
+    assert served(pin, keys)
+    _, k2 = signer(tmp_path, "k2")
+    provider.api.rotate(k2, revoke=[first])
+    provider.api.generated_at = time.strftime(
+        "%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 40 * 86400)
+    )
+    pin.expire()
+    done = pin.hook("HOSTNAME", "capsul-test1", *keys.pub(keys.host).split()[:2])
+    assert "refused as a freeze" in done.stderr and "signing keys version 2" in done.stderr
+    assert '"version": 2' in (pin.cache / "capsul" / "signing-chain.json").read_text()
+    provider.api.generated_at = None  # the attacker holds k1 and serves a fresh document
+    provider.api.signing_key = first
+    provider.api.set_keys("capsul-test1", [keys.pub(keys.forged)])
+    forged = keys.pub(keys.forged).split()[1]
+    done = pin.hook("HOSTNAME", "capsul-test1", *keys.pub(keys.forged).split()[:2])
+    plain = [line for line in done.stdout.splitlines() if not line.startswith("@")]
+    assert not any(forged in line for line in plain), done.stdout
+    assert "a signing key the provider revoked" in done.stderr, done.stderr

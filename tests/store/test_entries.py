@@ -154,3 +154,15 @@ def test_the_one_usability_rule_of_what_is_cached(
     from sshpin.store.entries import usable
 
     assert usable(signed, trust, signed_only, current) is ok
+
+
+def test_one_damaged_rollback_floor_leaves_the_others(tmp_path: Path) -> None:
+    import json
+
+    store = ProviderCache(str(tmp_path), "capsul")
+    store.record_newest("account a SHA256:x", 100.0)
+    data = json.loads(Path(store.newest_path).read_text())
+    Path(store.newest_path).write_text(json.dumps({**data, "capsul c SHA256:x": "soon"}))
+    assert store.floors() == {"account a SHA256:x": 100.0}
+    Path(store.newest_path).write_text("[1, 2]")
+    assert store.floors() == {}

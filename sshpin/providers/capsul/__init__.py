@@ -100,9 +100,7 @@ class CapsulProvider(CapsulClient, Provider):
         documents = DocumentFetch(self, query.token)
         try:
             doc = obtain(documents, self.store, self.cfg, mismatch=host if current else None)
-            if doc.partial:  # the provider pages its listing now: a lookup answers
-                return self._looked_up(query)
-            derived = self._derive_from(doc, host)
+            derived = None if doc.partial else self._derive_from(doc, host)
         except (ProviderError, VerificationError) as e:
             entry = self.cached_entry(host)  # no usable document: the entry may be in time
             ttl, stale = self.cfg.ttl, self.cfg.stale_if_error
@@ -112,6 +110,8 @@ class CapsulProvider(CapsulClient, Provider):
             return entry
         except NoKeysError as e:
             return self._revoked_only(query, header, e)
+        if derived is None:  # the provider pages its listing now: a lookup answers, its
+            return self._looked_up(query)  # errors its own (not the listing's fallbacks)
         self._save(derived)
         if not derived.has(want):
             unknown_key(query, derived, self.name, derived.capsul)

@@ -201,11 +201,21 @@ class CapsulClient:
             self.detached() if trust.state is not None and not signature else None,
             r.headers.get("etag"),
         )
-        chain = self.chain_bytes() if verify.wants_chain(received, trust) else None
+        if verify.wants_chain(received, trust) and trust.state is not None:
+            # followed, kept and said before the answer is judged: a rotation (a revocation
+            # above all) stands even when this answer is refused for another reason
+            chain = self.chain_bytes()
+            if chain is not None:
+                from dataclasses import replace
+
+                from sshpin.trust.keychain import follow
+
+                reached, steps = follow(trust.state, chain, self.api_url)
+                self.moved(trust.state, reached, steps)
+                trust = replace(trust, state=reached)
         verified = verify.verify_document(
-            received, asked, trust, now, self.store.floors(), previous, chain
+            received, asked, trust, now, self.store.floors(), previous
         )
-        self.moved(trust.state, verified.state, verified.steps)
         for warning in verified.warnings:
             say(f"provider {self.name!r}", warning)
         return verified.doc

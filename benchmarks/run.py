@@ -200,7 +200,7 @@ def main() -> int:
         assert entry is not None
         key = entry.keys[0]
         ProviderCache(str(small), "capsul").write_host(
-            type(entry)(ids[5], ids[5], "capsul id", now, [key], False, "bench", trust=trust)
+            type(entry)(ids[5], ids[5], "capsul id", now, [key], source="bench", trust=trust)
         )
         hook = hook_command()
         hit = [*hook, "known-hosts", "HOSTNAME", ids[5], key.key_type, key.base64]

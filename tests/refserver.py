@@ -293,13 +293,13 @@ def fill_cache(
         for i in range(count)
     ]
     store = ProviderCache(root, provider)
-    doc = Document(provider, source, capsuls, "bench@example.org", fetched_at, None, False,
-                   fetched_at, trust=trust)  # fmt: skip
+    doc = Document(provider, source, capsuls, account="bench@example.org",
+                   generated_at=fetched_at, fetched_at=fetched_at, trust=trust)  # fmt: skip
     store.write_document(doc.to_bytes(), fetched_at)
-    store.write_host(HostEntry("capsul-x", "", "", 0, [], False, ""))  # makes hosts/
+    store.write_host(HostEntry("capsul-x", "", "", 0, []))  # makes hosts/
     os.unlink(store.host_path("capsul-x"))
     for c in capsuls:  # plain writes: atomic ones fsync each file, minutes for a big cache
-        entry = HostEntry(c.id, c.id, "capsul id", fetched_at, c.keys, False, source, trust=trust)
+        entry = HostEntry(c.id, c.id, "capsul id", fetched_at, c.keys, source=source, trust=trust)
         with open(store.host_path(c.id), "w", opener=lambda p, f: os.open(p, f, 0o600)) as out:
             out.write(entry.to_text())
     return [c.id for c in capsuls]

@@ -60,8 +60,9 @@ def test_key_lines(line_and_key: tuple[str, HostKey], hosts: str) -> None:
 
 @given(st.lists(valid_keys, min_size=1, max_size=3), st.lists(valid_keys, max_size=2), st.data())
 def test_host_entries(keys: list[HostKey], revoked: list[HostKey], data: st.DataObject) -> None:
-    entry = HostEntry("capsul-x", "capsul-x", "capsul id", 1.5e9, keys, True, "https://p/api",
-                      revoked, "198.51.100.7", cas=revoked[:1])  # fmt: skip
+    entry = HostEntry("capsul-x", "capsul-x", "capsul id", 1.5e9, keys, signed=True,
+                      source="https://p/api", revoked=revoked, address="198.51.100.7",
+                      cas=revoked[:1])  # fmt: skip
     text = entry.to_text()
     back = HostEntry.from_text(text)  # accepted, always
     event("valid entry accepted")

@@ -10,7 +10,7 @@ from typing import TextIO
 from sshpin.commands.cache import cache_root, host_arg
 from sshpin.errors import EXIT_OK, NoKeysError, SshpinError, UsageError, say
 from sshpin.store import pins
-from sshpin.store.history import append_history, history_record
+from sshpin.store.history import HistoryRecord, append_history, history_record
 
 
 def cmd_pin(token: str, stdin: TextIO, out: TextIO) -> int:
@@ -61,7 +61,7 @@ def _snippet(out: TextIO) -> None:
         out.write("note: run 'sshpin setup' so that ssh asks sshpin for this host's keys\n")
 
 
-def _history(record: dict[str, object]) -> None:
+def _history(record: HistoryRecord) -> None:
     try:
         append_history(cache_root(), [record])
     except (OSError, SshpinError) as e:

@@ -52,7 +52,7 @@ class CertAuthorityProvider(Provider):
         cas = self.ca_keys(notes)
         for note in notes:
             log(query.token, note)
-        return HostEntry(query.host, "", RULE, 0.0, [], False, "config", revoked, cas=cas)
+        return HostEntry(query.host, "", RULE, 0.0, [], source="config", revoked=revoked, cas=cas)
 
     def ca_keys(self, notes: list[str] | None = None) -> list[HostKey]:
         """Inline ``ca_keys``, then each of ``ca_key_files``.

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from sshpin.core.config import ProviderConfig
     from sshpin.core.names import Query
     from sshpin.store.entries import HostEntry
+    from sshpin.store.history import HistoryRecord
 
 
 class Row:
@@ -75,7 +76,7 @@ class Provider(ABC):
         """What this provider's cache holds, for ``sshpin cache list``."""
         return []
 
-    def refresh(self, host: str | None) -> list[dict[str, object]]:
+    def refresh(self, host: str | None) -> list[HistoryRecord]:
         """Fetch now (for ``host``, or everything cached) and return the history records of
         what changed (``sshpin cache refresh``). Failures raise."""
         return []

@@ -33,6 +33,7 @@ from sshpin.trust.obtain import LOCK_WAIT, announce
 
 if TYPE_CHECKING:
     from sshpin.providers.capsul import CapsulProvider, DocumentFetch
+    from sshpin.store.history import HistoryRecord
     from sshpin.trust.document import Document
 
 BATCH = 64  # host entries derived again per hold of the provider's lock
@@ -41,7 +42,7 @@ STAGED_AGE = 86400.0  # a refresh's temporary files older than this were left by
 
 def refresh_listing(
     provider: CapsulProvider, documents: DocumentFetch
-) -> tuple[Document, list[dict[str, object]]] | None:
+) -> tuple[Document, list[HistoryRecord]] | None:
     """Fetch the listing aside and swap it in. Returns the listing the cache holds now (this
     one, or a newer one another sshpin kept meanwhile) and the history records it made; None
     when the provider pages its listing and ``all_pages`` is not asked (then: lookups).

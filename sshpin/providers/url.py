@@ -40,6 +40,7 @@ from sshpin.trust.verify import BadSignature, floor_key
 if TYPE_CHECKING:
     from sshpin.core.config import ProviderConfig
     from sshpin.core.names import Query
+    from sshpin.store.history import HistoryRecord
 
 MAX_FILE = 65536
 MAX_SIG = 16384
@@ -94,8 +95,8 @@ class UrlProvider(Provider):
                 out.append(Row(self.name, "", [host], [], entry))
         return out
 
-    def refresh(self, host: str | None) -> list[dict[str, object]]:
-        records: list[dict[str, object]] = []
+    def refresh(self, host: str | None) -> list[HistoryRecord]:
+        records: list[HistoryRecord] = []
         failed: SshpinError | None = None
         for name in [host] if host else self.store.hosts():
             files = HostFileFetch(self, name)
@@ -150,7 +151,7 @@ class UrlProvider(Provider):
             except OSError:
                 pass  # best effort: the cached entry still stops a rollback below it
         trust = str(self.cfg.get("trust") or "")
-        return HostEntry(host, host, RULE, now, verified.keys, True, url,
+        return HostEntry(host, host, RULE, now, verified.keys, signed=True, source=url,
                          expires=verified.expires, trust=trust,
                          generated=verified.generated)  # fmt: skip
 
@@ -162,7 +163,7 @@ class HostFileFetch(Fetch[HostEntry]):
         self.provider = provider
         self.host = host
         self.subject = host  # ssh's %H when the hook asks: see UrlProvider.answer
-        self.changed: list[dict[str, object]] = []
+        self.changed: list[HistoryRecord] = []
         self.notes: list[str] = []  # key lines the fetched file had that sshpin skipped
 
     def read(self) -> HostEntry | None:
@@ -181,7 +182,7 @@ class HostFileFetch(Fetch[HostEntry]):
     def write(self, item: HostEntry) -> None:
         self.provider.store.write_host(item)
 
-    def changes(self, item: HostEntry, previous: HostEntry | None) -> list[dict[str, object]]:
+    def changes(self, item: HostEntry, previous: HostEntry | None) -> list[HistoryRecord]:
         before = {k.sha256() for k in previous.keys} if previous is not None else set()
         after = {k.sha256() for k in item.keys}
         for note in self.notes:  # shown when the keys are new or changed, not at every refetch

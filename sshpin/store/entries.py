@@ -12,7 +12,16 @@ from sshpin.core.files import read_small
 from sshpin.core.keys import HostKey, parse_line
 from sshpin.errors import VerificationError
 
-HIT, MISS, STALE, MISMATCH = "hit", "miss", "stale", "mismatch"
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (hot path)
+if TYPE_CHECKING:
+    from typing import Final, Literal
+
+    State = Literal["hit", "miss", "stale", "mismatch"]  # the cache's one answer (``ask``)
+
+HIT: "Final" = "hit"
+MISS: "Final" = "miss"
+STALE: "Final" = "stale"
+MISMATCH: "Final" = "mismatch"
 
 ENTRY_MAGIC = "sshpin-host 1"
 FUTURE_SKEW = 300.0  # a fetch time further in the future than this means the clock jumped back
@@ -44,6 +53,7 @@ class HostEntry:
         rule: str,
         fetched_at: float,
         keys: "list[HostKey]",
+        *,
         signed: bool = False,
         source: str = "",
         revoked: "list[HostKey] | None" = None,
@@ -212,7 +222,7 @@ def ask(
     now: float,
     signed_only: bool,
     trust: str,
-) -> "tuple[str, HostEntry | None]":
+) -> "tuple[State, HostEntry | None]":
     """The cache's one answer for a host, with the entry it read (if any). Here, not in
     store/cachedir.py, so that a cached hit loads nothing else:
 

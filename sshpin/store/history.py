@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import os
+from typing import TypedDict
 
 from sshpin.core.files import NotRegularFile, ensure_dir, open_append, open_regular
 from sshpin.core.times import rfc3339
 from sshpin.errors import ConfigError
 
 
+class HistoryRecord(TypedDict):
+    """One change of a key set, as ``history.log`` keeps it (a JSON line)."""
+
+    time: str  # RFC 3339, UTC
+    provider: str
+    capsul: str
+    name: str
+    addresses: list[str]
+    event: str  # first-seen, changed, removed
+    added: list[str]  # SHA256 fingerprints
+    removed: list[str]
+    source: str
+
+
 def history_path(root: str) -> str:
     return os.path.join(root, "history.log")
 
 
-def append_history(root: str, records: list[dict[str, object]]) -> None:
+def append_history(root: str, records: list[HistoryRecord]) -> None:
     """Append records as JSON lines with one ``write`` each, under O_APPEND.
 
     A process killed mid-append can leave at most its own last line torn; readers skip a
@@ -48,7 +63,7 @@ def history_record(
     before: set[str],
     after: set[str],
     source: str,
-) -> dict[str, object]:
+) -> HistoryRecord:
     """One history record: a change of a key set, as fingerprints added and removed."""
 
     return {

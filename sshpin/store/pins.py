@@ -140,7 +140,7 @@ def write(host: str, keys: list[HostKey], now: float) -> tuple[HostEntry | None,
         old = read(host)
     except ConfigError:
         old = None
-    entry = HostEntry(host, "", RULE, now, keys, False, "pin")
+    entry = HostEntry(host, "", RULE, now, keys, source="pin")
     if old is not None and set(old.keys) == set(keys):
         return old, None
     backup = _backup(host)

@@ -20,6 +20,7 @@ from typing import Any
 from sshpin.core.keys import HostKey, parse_key, parse_line
 from sshpin.core.names import is_capsul_id
 from sshpin.errors import UnsupportedKeyError, VerificationError
+from sshpin.store.history import HistoryRecord
 
 MAX_BODY = 4 * 1024 * 1024
 MAX_CAPSULS = 100_000
@@ -115,6 +116,7 @@ class Document:
         provider: str,
         source: str,
         capsuls: list[Capsul],
+        *,
         account: str = "",
         generated_at: float = 0.0,
         etag: str | None = None,
@@ -177,13 +179,13 @@ class Document:
     def by_address(self, address: str) -> list[Capsul]:
         return [c for c in self.capsuls if address in (c.ipv4, c.ipv6)]
 
-    def changes_since(self, old: Document | None) -> list[dict[str, object]]:
+    def changes_since(self, old: Document | None) -> list[HistoryRecord]:
         """History records: one per capsul whose key set differs from ``old``'s."""
         from sshpin.store.history import history_record
 
         before = {c.id: c for c in old.capsuls} if old is not None else {}
         after = {c.id: c for c in self.capsuls}
-        records: list[dict[str, object]] = []
+        records: list[HistoryRecord] = []
         for capsul_id in sorted(set(before) | set(after)):
             b, a = before.get(capsul_id), after.get(capsul_id)
             old_fps = {k.sha256() for k in b.keys} if b else set()

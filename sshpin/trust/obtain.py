@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from sshpin.core.config import ProviderConfig
     from sshpin.store.cachedir import ProviderCache
+    from sshpin.store.history import HistoryRecord
 
 LOCK_WAIT = 15.0  # longer than one whole fetch (10 s), so waiters normally get its result;
 # in the hook, less: it ends a second before the hook's deadline (core/bounded.py ``within``)
@@ -63,7 +64,7 @@ class Fetch(ABC, Generic[T]):
         revalidated (a new ``fetched_at``) when the provider says nothing changed."""
 
     @abstractmethod
-    def changes(self, item: T, previous: T | None) -> list[dict[str, object]]:
+    def changes(self, item: T, previous: T | None) -> list[HistoryRecord]:
         """The history records of the key sets a fetched item changes."""
 
     @abstractmethod
@@ -169,12 +170,12 @@ def _best_effort(action: Callable[[], object]) -> None:
         log("cache", f"write failed: {e.strerror or e}")
 
 
-def announce(records: list[dict[str, object]]) -> None:
+def announce(records: list[HistoryRecord]) -> None:
     """A few lines on stderr per fetch, however many keys changed: the rest is in history."""
     changed = [r for r in records if r["event"] != "first-seen"]
     for r in changed[:ANNOUNCED]:
-        added = " ".join(f"+{fp}" for fp in r["added"])  # type: ignore[attr-defined]
-        removed = " ".join(f"-{fp}" for fp in r["removed"])  # type: ignore[attr-defined]
+        added = " ".join(f"+{fp}" for fp in r["added"])
+        removed = " ".join(f"-{fp}" for fp in r["removed"])
         say(str(r["capsul"]), f"host keys {r['event']} at provider: {added} {removed}".rstrip())
     if len(changed) > ANNOUNCED:
         say("", f"{len(changed) - ANNOUNCED} more key changes; see 'sshpin cache history'")

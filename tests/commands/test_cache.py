@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sshpin.store.cachedir import ProviderCache
-from sshpin.store.history import append_history, read_history
+from sshpin.store.history import append_history, history_record, read_history
 from tests.conftest import SSH, Keys, Pin
 from tests.refserver import ReferenceServer, fill_cache
 
@@ -220,7 +220,8 @@ def test_history_survives_kill_9_mid_append(tmp_path: Path) -> None:
     # a torn last line (as a crash mid-write leaves) is sealed off by the next append
     with open(root / "history.log", "ab") as f:
         f.write(b'{"time": "t", "capsul": "torn", "ev')
-    append_history(str(root), [{"time": "t", "capsul": "after", "event": "changed"}])
+    after_record = history_record(0.0, "p", "after", "", [], "changed", set(), {"x"}, "s")
+    append_history(str(root), [after_record])
     after = read_history(str(root))
     assert after[-1]["capsul"] == "after" and len(after) == len(records) + 1
 

@@ -57,11 +57,16 @@ def test_unsafe_cache_dir_refused(pin: Pin, provider: ReferenceServer, keys: Key
 
 
 def test_history_survives_a_torn_line(tmp_path: Path) -> None:
-    append_history(str(tmp_path), [{"n": 1}])
+    from sshpin.store.history import HistoryRecord, history_record
+
+    def record(n: int) -> HistoryRecord:
+        return history_record(0.0, "p", f"capsul-{n}", "", [], "changed", set(), {"x"}, "s")
+
+    append_history(str(tmp_path), [record(1)])
     with open(tmp_path / "history.log", "ab") as f:
-        f.write(b'{"n": 2, "torn')  # a writer killed mid-line
-    append_history(str(tmp_path), [{"n": 3}])
-    assert [r["n"] for r in read_history(str(tmp_path))] == [1, 3]
+        f.write(b'{"capsul": "capsul-2", "torn')  # a writer killed mid-line
+    append_history(str(tmp_path), [record(3)])
+    assert [r["capsul"] for r in read_history(str(tmp_path))] == ["capsul-1", "capsul-3"]
 
 
 @given(st.binary(max_size=400))
@@ -94,7 +99,17 @@ def _key(seed: int) -> HostKey:
 
 def test_lines_are_exact_known_hosts_lines() -> None:
     key, ca, gone = _key(1), _key(2), _key(3)
-    entry = HostEntry("h", "capsul-x", "capsul id", 1.0, [key], True, "src", [gone], cas=[ca])
+    entry = HostEntry(
+        "h",
+        "capsul-x",
+        "capsul id",
+        1.0,
+        [key],
+        signed=True,
+        source="src",
+        revoked=[gone],
+        cas=[ca],
+    )
     assert entry.lines("[h]:2222") == [
         f"[h]:2222 {key.openssh()}",
         f"@cert-authority [h]:2222 {ca.openssh()}",
@@ -105,8 +120,9 @@ def test_lines_are_exact_known_hosts_lines() -> None:
 
 
 def test_every_field_round_trips_with_values_that_are_not_the_defaults() -> None:
-    entry = HostEntry("h.example", "capsul-x", "dns", 1700000000.25, [_key(1)], True,
-                      "https://p/api/capsuls", [_key(3)], "198.51.100.7", cas=[_key(2)],
+    entry = HostEntry("h.example", "capsul-x", "dns", 1700000000.25, [_key(1)], signed=True,
+                      source="https://p/api/capsuls", revoked=[_key(3)],
+                      address="198.51.100.7", cas=[_key(2)],
                       expires=1700600000.5, trust="t0ken", generated=1699990000.75)  # fmt: skip
     back = HostEntry.from_text(entry.to_text())
     assert back is not None
@@ -128,7 +144,7 @@ def test_every_field_round_trips_with_values_that_are_not_the_defaults() -> None
      lambda t: t.replace("\nhost ", "\nhots ")],  # a required field missing
 )  # fmt: skip
 def test_a_damaged_entry_is_a_miss(damage: Callable[[str], str]) -> None:
-    text = HostEntry("h", "capsul-x", "dns", 1.0, [_key(1)], True, "s").to_text()
+    text = HostEntry("h", "capsul-x", "dns", 1.0, [_key(1)], signed=True, source="s").to_text()
     assert HostEntry.from_text(text) is not None
     assert HostEntry.from_text(damage(text)) is None
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from sshpin.core.config import ProviderConfig
 from sshpin.providers import validate_table
 from sshpin.store.cachedir import ProviderCache
+from sshpin.store.history import HistoryRecord
 from sshpin.trust.obtain import Fetch, obtain
 
 
@@ -39,7 +40,7 @@ class Counted(Fetch[Item]):
         self.fetches += 1
         return Item(time.time())
 
-    def changes(self, item: Item, previous: Item | None) -> list[dict[str, object]]:
+    def changes(self, item: Item, previous: Item | None) -> list[HistoryRecord]:
         return []
 
     def write(self, item: Item) -> None:

@@ -24,6 +24,7 @@ from sshpin.trust.obtain import ago, obtain
 
 if TYPE_CHECKING:
     from sshpin.core.names import Query
+    from sshpin.store.history import HistoryRecord
 
 __all__ = ["CapsulProvider", "DocumentFetch", "LookupFetch"]
 
@@ -215,9 +216,10 @@ class CapsulProvider(CapsulClient, Provider):
         if not capsul.keys:
             raise NoKeysError(f"provider lists no usable host key for {capsul.id}")
         address = capsul.ipv4 or capsul.ipv6 or ""
-        return HostEntry(host, capsul.id, rule, doc.fetched_at, list(capsul.keys), doc.signed,
-                         doc.source, list(doc.revoked), address, expires=doc.expires,
-                         trust=doc.trust, generated=doc.generated_at)  # fmt: skip
+        return HostEntry(host, capsul.id, rule, doc.fetched_at, list(capsul.keys),
+                         signed=doc.signed, source=doc.source, revoked=list(doc.revoked),
+                         address=address, expires=doc.expires, trust=doc.trust,
+                         generated=doc.generated_at)  # fmt: skip
 
     def derive_quiet(self, doc: Document | Listing | None, host: str) -> HostEntry | None:
         if doc is None:
@@ -239,8 +241,8 @@ class CapsulProvider(CapsulClient, Provider):
         if doc is None or not doc.revoked:
             raise error
         say(query.token, str(error), error.hint)
-        return HostEntry(query.host, "", "revoked", doc.fetched_at, [], doc.signed, doc.source,
-                         list(doc.revoked))  # fmt: skip
+        return HostEntry(query.host, "", "revoked", doc.fetched_at, [], signed=doc.signed,
+                         source=doc.source, revoked=list(doc.revoked))  # fmt: skip
 
     def _save(self, entry: HostEntry) -> None:
         try:
@@ -273,8 +275,9 @@ class CapsulProvider(CapsulClient, Provider):
             names = [c.name] if c.name and c.name != c.id else []
             addresses = [a for a in (c.ipv4, c.ipv6) if a]
             names += [h for h in by_capsul.get(c.id, []) if h not in (c.id, *names, *addresses)]
-            entry = HostEntry(c.id, c.id, "capsul id", doc.fetched_at, list(c.keys), doc.signed,
-                              doc.source, list(doc.revoked))  # fmt: skip
+            entry = HostEntry(c.id, c.id, "capsul id", doc.fetched_at, list(c.keys),
+                              signed=doc.signed, source=doc.source,
+                              revoked=list(doc.revoked))  # fmt: skip
             out.append(Row(self.name, c.id, names, addresses, entry))
         if listing is not None:
             listing.close()
@@ -284,7 +287,7 @@ class CapsulProvider(CapsulClient, Provider):
                 out.append(Row(self.name, capsul_id, group, [], orphan))
         return out
 
-    def refresh(self, host: str | None) -> list[dict[str, object]]:
+    def refresh(self, host: str | None) -> list[HistoryRecord]:
         """The listing (``all_pages``: every page of a paged one), then every cached host
         derived from it again; a paged provider without ``all_pages``: a lookup per cached
         host (or the one asked about)."""
@@ -297,7 +300,7 @@ class CapsulProvider(CapsulClient, Provider):
             if done is not None:
                 self.last_count = done[0].count
                 return done[1]
-        changed: list[dict[str, object]] = []
+        changed: list[HistoryRecord] = []
         hosts = [host] if host else self.store.hosts()
         for h in hosts:
             lookup = LookupFetch(self, h)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from sshpin.errors import NoKeysError, ProviderError
 from sshpin.providers.matching import lookup_term
 from sshpin.store.entries import HostEntry
+from sshpin.store.history import HistoryRecord
 from sshpin.trust import verify
 from sshpin.trust.document import Capsul, Document
 from sshpin.trust.listing import Listing, ListingWriter
@@ -22,7 +23,7 @@ from sshpin.trust.obtain import Fetch
 if TYPE_CHECKING:
     from sshpin.providers.capsul import CapsulProvider
 
-History = list[dict[str, object]]
+History = list[HistoryRecord]
 
 
 def fetch_listing(
@@ -248,7 +249,7 @@ def _removed(old: Listing, ids: set[str], doc: Document) -> History:
 
 def _record(
     doc: Document, capsul: Capsul, event: str, before: set[str], after: set[str]
-) -> dict[str, object]:
+) -> HistoryRecord:
     from sshpin.store.history import history_record
 
     addresses = [x for x in (capsul.ipv4, capsul.ipv6) if x]

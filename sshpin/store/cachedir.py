@@ -271,9 +271,6 @@ class ProviderCache:
                 continue  # one damaged floor: the others still hold
         return floors
 
-    def newest(self, key: str) -> float:
-        return self.floors().get(key, 0.0)
-
     def record_newest(self, key: str, generated_at: float) -> None:
         import json
 

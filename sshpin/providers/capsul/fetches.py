@@ -8,6 +8,7 @@ here is which answers are asked for, in what order, and what is kept.
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import TYPE_CHECKING
 
@@ -112,7 +113,7 @@ def fetch_lookup(
         raise verify.MixAndMatch(
             f"{what}: lookup for {term} answered with another host's capsul ({others}): refused"
         )
-    doc = verify.replace_document(doc)
+    doc = copy.copy(doc)
     doc.capsuls = mine
     entry = provider.derive(doc, host)
     if doc.signed:

@@ -128,8 +128,8 @@ def _from_provider(query: "Query", fetch: bool) -> "Answer":
     if cfg is None:
         return Answer(f"no config file ({config.config_path()}): not managed")
     port = query.port
-    provider, why = cfg.choose(query.host, port)
-    if provider is None and why.startswith("port"):
+    provider, why, named = cfg.choose(query.host, port)
+    if provider is None and named:
         log(query.token, f"{why}: not managed, left to your own known_hosts")
         return Answer(f"{why}: not managed, and it is not pinned")
     if provider is None:

@@ -108,21 +108,22 @@ class Config:
         """The provider that vouches for ``host`` (lower case, no port) on ``port``."""
         return self.choose(host, port)[0]
 
-    def choose(self, host: str, port: int) -> "tuple[ProviderConfig | None, str]":
-        """(the provider that vouches for ``host`` on ``port``, or None and why none does):
-        the first whose ``hosts`` match it and whose ``ports`` hold the port. The one choice
-        of the hook's lookup, export, proxy, ``sshpin ssh`` and ``cache show``."""
+    def choose(self, host: str, port: int) -> "tuple[ProviderConfig | None, str, bool]":
+        """(the provider that vouches for ``host`` on ``port``, or None and why none does,
+        and whether a provider's ``hosts`` match it at all): the first whose ``hosts`` match
+        it and whose ``ports`` hold the port. The one choice of the hook's lookup, export,
+        proxy, ``sshpin ssh`` and ``cache show``."""
         from sshpin.core.names import hosts_match
 
         matching = [p for p in self.providers if hosts_match(p.hosts, host)]
         for p in matching:
             if p.covers(port):
-                return p, ""
+                return p, "", True
         if matching:
             ports = ports_text(matching[0].ports)
             return None, (f"port {port} is not among the ports provider {matching[0].name!r} "
-                          f"vouches for ({ports})")  # fmt: skip
-        return None, "no provider's hosts match it"
+                          f"vouches for ({ports})"), True  # fmt: skip
+        return None, "no provider's hosts match it", False
 
 
 def _home() -> str:

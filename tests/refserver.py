@@ -49,7 +49,8 @@ class CapsulAPI(base.CapsulAPI):
         self.faults: dict[str, Any] = {}  # page_fail, token_cycle, page_account, page_bad_sig,
         # page_old (a page number), bomb, lookup_other (a generated capsul's index),
         # first_is_last (the last page answers the first request), no_page_token,
-        # first_is_lookup (a host: its lookup answers the first request), lookup_no_host
+        # first_is_lookup (a host: its lookup answers the first request), lookup_no_host,
+        # page_signer ((page number, private key): that page signed by another key)
         self.bytes_sent = 0  # body bytes of every answer of /capsuls, as sent
 
     def generate(self, count: int) -> None:
@@ -160,6 +161,13 @@ class CapsulAPI(base.CapsulAPI):
     def signature(self, body: bytes, page: str) -> str | None:
         if self.signature_override is not None:
             return self.signature_override
+        other = self.faults.get("page_signer")  # (page number, key): signed by another key
+        if other is not None and page == str(other[0]):
+            import base64
+
+            from sshpin.trust.sshsig import sign
+
+            return base64.b64encode(sign(other[1], body)).decode()
         spoilt = page and page == str(self.faults.get("page_bad_sig"))
         return super().signature(body + b" " if spoilt else body, page)
 

@@ -399,3 +399,18 @@ def test_a_listing_that_comes_to_be_paged_is_not_replaced_by_its_first_page(
     served(pin, 25)  # on its third page: a lookup answers it
     assert store.paged()
     assert cached_count() == 30  # the listing as it was, never its first page alone
+
+
+def test_a_page_signed_by_another_trusted_key_is_refused_whole(
+    pin: Pin, provider: ReferenceServer, ops: tuple[str, object], tmp_path: Path
+) -> None:
+    """Every page of a listing comes from the first page's signing key: a page that another
+    key the user trusts signed (a listing stitched from two signed ones) is refused whole."""
+    other = keygen(str(tmp_path / "other"), comment="other")
+    pin.write_config(extra=f'signing_keys = ["{ops[0]}", "{other}"]\n')
+    provider.api.signing_key = ops[1]
+    fleet(pin, provider, 300, page=100)
+    provider.api.faults["page_signer"] = (2, sshsig.load_private_key(str(tmp_path / "other")))
+    done = pin.run("cache", "refresh", "--all")
+    assert done.returncode != 0 and "page 2 of the listing differs" in done.stderr, done.stderr
+    assert not (pin.cache / "capsul" / "document.json").exists()
